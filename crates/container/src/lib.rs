@@ -3,12 +3,52 @@
 //! exec).
 //!
 //! The binary `berth-runtime` parses runc's command line and calls into
-//! [`lifecycle`]; everything it does is reachable from tests of this crate.
+//! [`create`], [`lifecycle`] and [`exec`]; everything it does is reachable
+//! from tests of this crate.
+
+use std::path::PathBuf;
 
 pub mod capabilities;
 pub mod console;
+pub mod create;
+pub mod error;
+pub mod exec;
+pub mod features;
 pub mod hooks;
+mod init;
+pub mod lifecycle;
+pub mod log;
+pub mod namespaces;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod signals;
 pub mod spec;
+pub mod spec_default;
+pub mod state;
+mod sync;
+
+pub use error::{ContainerError, Result};
+
+/// Where the runtime keeps state, and how it names cgroups.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// runc's `--root`: `<root>/<id>/state.json` per container.
+    pub root: PathBuf,
+    /// runc's `--systemd-cgroup`: `cgroupsPath` is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
+}
+
+impl Runtime {
+    /// The default state root: `/run/berth-runtime` for root,
+    /// `$XDG_RUNTIME_DIR/berth-runtime` otherwise.
+    pub fn default_root() -> PathBuf {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+                return PathBuf::from(dir).join("berth-runtime");
+            }
+        }
+        PathBuf::from("/run/berth-runtime")
+    }
+}

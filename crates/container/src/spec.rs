@@ -439,7 +439,10 @@ impl Spec {
                 format!("{:?} is not a 1.x version", self.oci_version),
             ));
         }
-        let root = self.root.as_ref().ok_or_else(|| invalid("root", "missing"))?;
+        let root = self
+            .root
+            .as_ref()
+            .ok_or_else(|| invalid("root", "missing"))?;
         if root.path.as_os_str().is_empty() {
             return Err(invalid("root.path", "empty"));
         }

@@ -1,0 +1,340 @@
+//! `create` and `run`: the runtime's side of making a container.
+//!
+//! The runtime validates the bundle, makes the state dir and the cgroup,
+//! then clones the init into its new namespaces. The two talk over a
+//! socketpair (see `sync`): the runtime writes the id maps and joins the
+//! init to its cgroup, runs the prestart/createRuntime hooks when the init
+//! asks, and records the `created` state when the init says it is ready.
+//! The init then blocks on the exec fifo until `start` opens it.
+//!
+//! Anything that fails before `created` is undone by [`Undo`]: the init is
+//! killed, the cgroup and the state dir removed.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use cgroups::Cgroup;
+
+use crate::error::{io_err, ContainerError, Result};
+use crate::hooks;
+use crate::init::{self, InitArgs};
+use crate::namespaces::{self, NamespacePlan};
+use crate::spec::{NamespaceType, Spec};
+use crate::state::{self, ContainerState, StateDir, Status};
+use crate::sync::{self, Message};
+use crate::Runtime;
+
+/// Options of `create` and `run`, as runc names them.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A container whose init is ready and waiting on the exec fifo.
+pub(crate) struct Spawned {
+    pub dir: StateDir,
+    pub state: ContainerState,
+    /// The pty master, when the runtime itself relays the terminal.
+    pub pty_master: Option<OwnedFd>,
+}
+
+/// Undoes a half-made container unless disarmed.
+struct Undo<'a> {
+    dir: Option<&'a StateDir>,
+    cgroup: Option<&'a Cgroup>,
+    child: Option<i32>,
+}
+
+impl Undo<'_> {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child {
+            // SAFETY: plain syscalls on a pid we created and have not reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(cg) = self.cgroup {
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.delete();
+        }
+        if let Some(dir) = self.dir {
+            let _ = dir.remove();
+        }
+    }
+}
+
+/// `berth-runtime create`: returns once the container is `created`.
+pub fn create(rt: &Runtime, opts: &CreateOptions) -> Result<()> {
+    spawn(rt, opts, true).map(drop)
+}
+
+/// Loads and checks the bundle: the spec and the absolute rootfs path.
+fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
+    let bundle = fs::canonicalize(bundle).map_err(io_err("bundle", bundle))?;
+    let spec = Spec::load(&bundle.join("config.json"))?;
+    let root = spec
+        .root
+        .as_ref()
+        .map(|r| r.path.clone())
+        .unwrap_or_default();
+    let rootfs_rel = bundle.join(&root);
+    let rootfs = fs::canonicalize(&rootfs_rel).map_err(io_err("root.path", &rootfs_rel))?;
+    if !rootfs.is_dir() {
+        return Err(ContainerError::Invalid(format!(
+            "root.path {}: not a directory",
+            rootfs.display()
+        )));
+    }
+    if spec.process.is_none() {
+        return Err(ContainerError::Invalid(
+            "process: missing in config.json, nothing to run".into(),
+        ));
+    }
+    if spec.namespace(NamespaceType::Mount).is_none() {
+        return Err(ContainerError::Invalid(
+            "linux.namespaces: a mount namespace is required".into(),
+        ));
+    }
+    Ok((bundle, spec, rootfs))
+}
+
+pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Result<Spawned> {
+    let (bundle, spec, rootfs) = load_bundle(&opts.bundle)?;
+    let process = spec
+        .process
+        .as_ref()
+        .ok_or_else(|| ContainerError::Invalid("process: missing in config.json".into()))?;
+    if process.terminal && detached && opts.console_socket.is_none() {
+        return Err(ContainerError::Invalid(
+            "process.terminal is true but no --console-socket was given for a detached container"
+                .into(),
+        ));
+    }
+    if !process.terminal && opts.console_socket.is_some() {
+        return Err(ContainerError::Invalid(
+            "--console-socket given but process.terminal is false".into(),
+        ));
+    }
+    let plan = NamespacePlan::from_spec(&spec)?;
+
+    let dir = StateDir::create(&rt.root, &opts.id)?;
+    // Declared before `undo`, so `undo` is dropped (and cleans up) first.
+    let cgroup;
+    let mut undo = Undo {
+        dir: Some(&dir),
+        cgroup: None,
+        child: None,
+    };
+    let cgroup_path = cgroups::resolve_cgroups_path(
+        spec.linux().cgroups_path.as_deref(),
+        &opts.id,
+        rt.systemd_cgroup,
+    )?;
+    cgroup = Cgroup::open(&cgroup_path)?;
+    cgroup.create()?;
+    undo.cgroup = Some(&cgroup);
+    if let Some(resources) = &spec.linux().resources {
+        cgroup.apply(resources)?;
+    }
+
+    let fifo_path = dir.fifo_path();
+    make_fifo(&fifo_path)?;
+    let fifo = open_path_only(&fifo_path)?;
+    let (runtime_sock, init_sock) = sync::pair().map_err(crate::error::sys_err("socketpair"))?;
+    std::env::set_current_dir(&bundle).map_err(io_err("chdir to bundle", &bundle))?;
+    plan.enter_for_children(spec.linux().time_offsets.as_ref())?;
+
+    let foreground_terminal = process.terminal && opts.console_socket.is_none();
+    let pid = namespaces::clone_process(plan.clone_flags)
+        .map_err(crate::error::sys_err("clone container init"))?;
+    if pid == 0 {
+        // The container's init. Close what belongs to the runtime only:
+        // the lock (it would keep `start` waiting) and the runtime's end.
+        close_fd(dir.lock_fd().as_raw_fd());
+        close_fd(runtime_sock.as_raw_fd());
+        std::mem::forget(runtime_sock);
+        std::mem::forget(undo);
+        init::run(InitArgs {
+            spec: &spec,
+            plan: &plan,
+            rootfs: &rootfs,
+            sync: init_sock,
+            fifo: Some(fifo),
+            console_socket: opts.console_socket.as_deref(),
+            foreground_terminal,
+            no_pivot: opts.no_pivot,
+            no_new_keyring: opts.no_new_keyring,
+            preserve_fds: opts.preserve_fds,
+            id: &opts.id,
+        })
+    }
+    drop(init_sock);
+    drop(fifo);
+    undo.child = Some(pid);
+
+    if plan.new_user {
+        let linux = spec.linux();
+        namespaces::write_id_maps(pid, &linux.uid_mappings, &linux.gid_mappings)?;
+    }
+    cgroup.add_task(pid)?;
+
+    let owner = owner_name();
+    let mut state = ContainerState {
+        oci_version: spec.oci_version.clone(),
+        id: opts.id.clone(),
+        status: Status::Creating,
+        pid,
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner,
+        init_start_time: state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0),
+        cgroup_path,
+        systemd_cgroup: rt.systemd_cgroup,
+        config: spec,
+    };
+    let creating_json = oci_json(&state, Status::Creating);
+    sync::send(runtime_sock.as_fd(), &Message::Go(creating_json.clone()))
+        .map_err(crate::error::sys_err("sync with container init"))?;
+
+    let mut pty_master = None;
+    loop {
+        let msg = sync::recv(runtime_sock.as_fd())
+            .map_err(crate::error::sys_err("sync with container init"))?;
+        match msg {
+            Some(Message::RunHooks) => {
+                if let Some(h) = &state.config.hooks {
+                    hooks::run_hooks("prestart", &h.prestart, creating_json.as_bytes())?;
+                    hooks::run_hooks("createRuntime", &h.create_runtime, creating_json.as_bytes())?;
+                }
+                sync::send(runtime_sock.as_fd(), &Message::HooksDone)
+                    .map_err(crate::error::sys_err("sync with container init"))?;
+            }
+            Some(Message::PtyMaster) => {
+                pty_master = Some(crate::console::recv_fd(runtime_sock.as_fd())?);
+            }
+            Some(Message::Ready) => break,
+            Some(Message::Error(text)) => return Err(ContainerError::Init(text)),
+            Some(other) => {
+                return Err(ContainerError::Init(format!(
+                    "unexpected message from container init: {other:?}"
+                )))
+            }
+            None => return Err(ContainerError::Init(init_died(pid))),
+        }
+    }
+
+    state.status = Status::Created;
+    dir.save(&state)?;
+    if let Some(pid_file) = &opts.pid_file {
+        write_pid_file(pid_file, pid)?;
+    }
+    undo.disarm();
+    drop(undo);
+    Ok(Spawned {
+        dir,
+        state,
+        pty_master,
+    })
+}
+
+/// The state JSON handed to hooks and printed by `state`.
+pub(crate) fn oci_json(state: &ContainerState, status: Status) -> String {
+    serde_json::to_string(&state.oci(status)).unwrap_or_default()
+}
+
+fn init_died(pid: i32) -> String {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child, writing into a local.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if rc == pid && libc::WIFSIGNALED(status) {
+        format!(
+            "container init was killed by signal {} during setup",
+            libc::WTERMSIG(status)
+        )
+    } else if rc == pid && libc::WIFEXITED(status) {
+        format!(
+            "container init exited with status {} during setup",
+            libc::WEXITSTATUS(status)
+        )
+    } else {
+        "container init ended during setup".into()
+    }
+}
+
+fn make_fifo(path: &Path) -> Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| ContainerError::Invalid(format!("{}: NUL in path", path.display())))?;
+    // SAFETY: mkfifo with a valid C string.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
+        return Err(io_err("mkfifo", path)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn open_path_only(path: &Path) -> Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| ContainerError::Invalid(format!("{}: NUL in path", path.display())))?;
+    // SAFETY: open with a valid C string; the result is checked.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io_err("open", path)(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub(crate) fn close_fd(fd: i32) {
+    // SAFETY: closing a descriptor number; callers forget any owner of it.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pid".into())
+    ));
+    fs::write(&tmp, pid.to_string()).map_err(io_err("write pid file", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("write pid file", path))
+}
+
+fn owner_name() -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Kills and reaps a child we own, ignoring errors (used on failure paths).
+pub(crate) fn kill_child(pid: i32) {
+    // SAFETY: plain syscalls on our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
