@@ -135,25 +135,22 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
     }
     let plan = NamespacePlan::from_spec(&spec)?;
 
-    let dir = StateDir::create(&rt.root, &opts.id)?;
-    // Declared before `undo`, so `undo` is dropped (and cleans up) first.
-    let cgroup;
-    let mut undo = Undo {
-        dir: Some(&dir),
-        cgroup: None,
-        child: None,
-    };
     let cgroup_path = cgroups::resolve_cgroups_path(
         spec.linux().cgroups_path.as_deref(),
         &opts.id,
         rt.systemd_cgroup,
     )?;
-    cgroup = Cgroup::open(&cgroup_path)?;
+    // Opening only probes the host; nothing is created yet.
+    let cgroup = Cgroup::open(&cgroup_path)?;
+    let dir = StateDir::create(&rt.root, &opts.id)?;
+    let mut undo = Undo {
+        dir: Some(&dir),
+        cgroup: None,
+        child: None,
+    };
     cgroup.create()?;
     undo.cgroup = Some(&cgroup);
-    if let Some(resources) = &spec.linux().resources {
-        cgroup.apply(resources)?;
-    }
+    cgroup.apply(&effective_resources(&spec))?;
 
     let fifo_path = dir.fifo_path();
     make_fifo(&fifo_path)?;
@@ -337,4 +334,41 @@ pub(crate) fn kill_child(pid: i32) {
         libc::kill(pid, libc::SIGKILL);
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
+}
+
+/// The cgroup resources to apply: the spec's, plus runc's default device
+/// rules (after the spec's own, so a default "deny all" leaves the basic
+/// devices usable) and an allow rule for each `linux.devices` entry.
+pub(crate) fn effective_resources(spec: &Spec) -> cgroups::LinuxResources {
+    use cgroups::LinuxDeviceCgroup;
+    let mut r = spec.linux().resources.clone().unwrap_or_default();
+    let rule =
+        |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| LinuxDeviceCgroup {
+            allow: true,
+            typ: Some(typ.to_string()),
+            major,
+            minor,
+            access: Some(access.to_string()),
+        };
+    let devices = r.devices.get_or_insert_with(Vec::new);
+    for d in &spec.linux().devices {
+        if matches!(d.kind.as_str(), "c" | "b" | "u") {
+            let typ = if d.kind == "u" { "c" } else { d.kind.as_str() };
+            devices.push(rule(typ, Some(d.major), Some(d.minor), "rwm"));
+        }
+    }
+    devices.extend([
+        rule("c", None, None, "m"),
+        rule("b", None, None, "m"),
+        rule("c", Some(1), Some(3), "rwm"),    // null
+        rule("c", Some(1), Some(8), "rwm"),    // random
+        rule("c", Some(1), Some(7), "rwm"),    // full
+        rule("c", Some(5), Some(0), "rwm"),    // tty
+        rule("c", Some(1), Some(5), "rwm"),    // zero
+        rule("c", Some(1), Some(9), "rwm"),    // urandom
+        rule("c", Some(136), None, "rwm"),     // pts
+        rule("c", Some(5), Some(2), "rwm"),    // ptmx
+        rule("c", Some(10), Some(200), "rwm"), // tun
+    ]);
+    r
 }
