@@ -64,7 +64,7 @@ pub enum Command {
     Start(IdArg),
     /// Create and start a container; in the foreground, exit with its status
     #[command(after_help = "Example:\n  berth-runtime run --bundle /path/to/bundle mycontainer")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the state of a container as JSON
     #[command(after_help = "Example:\n  berth-runtime state mycontainer")]
     State(IdArg),
@@ -83,7 +83,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  berth-runtime exec -t mycontainer sh\n  berth-runtime exec --process process.json mycontainer"
     )]
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// List the processes of a container
     #[command(
         after_help = "Example:\n  berth-runtime ps mycontainer\n  berth-runtime ps --format json mycontainer"

@@ -58,6 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Start(a) => lifecycle::start(&rt, &a.id)?,
         Command::Run(a) => {
+            let a = *a;
             let code = lifecycle::run(&rt, &create_options(a.create), a.detach, a.keep)?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }
@@ -70,7 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Delete(a) => lifecycle::delete(&rt, &a.id, a.force)?,
         Command::List(a) => print_list(&rt, a.format, a.quiet)?,
         Command::Exec(a) => {
-            let code = run_exec(&rt, a)?;
+            let code = run_exec(&rt, *a)?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }
         Command::Ps(a) => print_ps(&rt, a)?,
