@@ -153,7 +153,7 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
     cgroup.apply(&effective_resources(&spec))?;
 
     let fifo_path = dir.fifo_path();
-    make_fifo(&fifo_path)?;
+    make_fifo(&fifo_path, host_root_ids(&spec))?;
     let fifo = open_path_only(&fifo_path)?;
     let (runtime_sock, init_sock) = sync::pair().map_err(crate::error::sys_err("socketpair"))?;
     std::env::set_current_dir(&bundle).map_err(io_err("chdir to bundle", &bundle))?;
@@ -277,14 +277,35 @@ fn init_died(pid: i32) -> String {
     }
 }
 
-fn make_fifo(path: &Path) -> Result<()> {
+/// The exec fifo: writable by the container's root (the init may run as
+/// another host uid in a user namespace), whatever the umask.
+fn make_fifo(path: &Path, owner: Option<(u32, u32)>) -> Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| ContainerError::Invalid(format!("{}: NUL in path", path.display())))?;
-    // SAFETY: mkfifo with a valid C string.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
-        return Err(io_err("mkfifo", path)(std::io::Error::last_os_error()));
+    // SAFETY: mkfifo/chmod/chown with a valid C string.
+    unsafe {
+        if libc::mkfifo(c.as_ptr(), 0o622) != 0 || libc::chmod(c.as_ptr(), 0o622) != 0 {
+            return Err(io_err("mkfifo", path)(std::io::Error::last_os_error()));
+        }
+        if let Some((uid, gid)) = owner {
+            if libc::chown(c.as_ptr(), uid, gid) != 0 {
+                return Err(io_err("chown", path)(std::io::Error::last_os_error()));
+            }
+        }
     }
     Ok(())
+}
+
+/// The host uid and gid of the container's root, when it has a user namespace.
+fn host_root_ids(spec: &Spec) -> Option<(u32, u32)> {
+    spec.namespace(NamespaceType::User)?;
+    let find = |maps: &[crate::spec::IdMapping]| {
+        maps.iter()
+            .find(|m| m.container_id == 0 && m.size > 0)
+            .map(|m| m.host_id)
+    };
+    let linux = spec.linux();
+    Some((find(&linux.uid_mappings)?, find(&linux.gid_mappings)?))
 }
 
 fn open_path_only(path: &Path) -> Result<OwnedFd> {
