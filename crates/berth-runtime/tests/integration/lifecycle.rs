@@ -77,15 +77,32 @@ fn full_lifecycle_ends_with_state_failing() {
     );
 }
 
-/// `kill` with each spelling runc accepts. TERM needs a handler in PID 1
-/// (the kernel drops unhandled signals to a namespace's init).
-fn kill_with(signal: &str) {
+/// A running container whose PID 1 exits on SIGTERM. The kernel drops
+/// unhandled signals to a namespace's init, so the shell installs a trap
+/// and says so through a bind-mounted dir before the test signals it.
+fn start_term_handler() -> Bundle {
     let mut b = Bundle::new();
-    b.args(&["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]);
+    let host = b.host_dir();
+    b.bind(&host, "/out", false);
+    b.sh("trap 'exit 0' TERM; touch /out/ready; sleep 1000 & wait");
     b.create().ok("create");
     b.start().ok("start");
-    b.wait_status("running");
-    thread::sleep(Duration::from_millis(200)); // let sh install its trap
+    for _ in 0..200 {
+        if host.join("ready").exists() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    assert!(
+        host.join("ready").exists(),
+        "container never installed its TERM trap"
+    );
+    b
+}
+
+/// `kill` with each spelling of a signal that runc accepts.
+fn kill_with(signal: &str) {
+    let b = start_term_handler();
     b.rt(&["kill", &b.id, signal]).ok(&format!("kill {signal}"));
     b.wait_status("stopped");
 }
@@ -121,11 +138,7 @@ fn kill_default_signal_is_sigterm() {
 }
 
 fn kill_with_default() {
-    let mut b = Bundle::new();
-    b.args(&["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]);
-    b.create().ok("create");
-    b.start().ok("start");
-    thread::sleep(Duration::from_millis(200));
+    let b = start_term_handler();
     b.rt(&["kill", &b.id]).ok("kill without a signal");
     b.wait_status("stopped");
 }
