@@ -143,8 +143,8 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible> {
         wait_for_start(fd)?;
     }
     if let Some(h) = hooks {
-        let running = state_json.replace("\"status\":\"creating\"", "\"status\":\"running\"");
-        if let Err(e) = hooks::run_hooks("startContainer", &h.start_container, running.as_bytes()) {
+        let created = state_json.replace("\"status\":\"creating\"", "\"status\":\"created\"");
+        if let Err(e) = hooks::run_hooks("startContainer", &h.start_container, created.as_bytes()) {
             eprintln!("berth-runtime: {e}");
             // SAFETY: _exit is always safe.
             unsafe { libc::_exit(1) }
