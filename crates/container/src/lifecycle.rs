@@ -48,9 +48,11 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
         }
     }
     release_init(&dir, &state)?;
+    // No rewrite of state.json: with the fifo gone the status reads as
+    // running (see `ContainerState::current_status`), and this disk is slow.
     state.status = Status::Running;
-    dir.save(&state)?;
     run_poststart(&state);
+    drop(dir);
     Ok(())
 }
 
@@ -180,7 +182,9 @@ pub(crate) fn destroy(dir: &StateDir, state: &ContainerState, status: Status) ->
     }
     // Processes outside the init's pid namespace may remain in the cgroup.
     if cg.exists() {
-        let _ = cg.kill_all(libc::SIGKILL);
+        if !cg.procs().unwrap_or_default().is_empty() {
+            let _ = cg.kill_all(libc::SIGKILL);
+        }
         cg.delete()?;
     }
     dir.remove()?;
@@ -295,7 +299,6 @@ pub fn run(rt: &Runtime, opts: &CreateOptions, detach: bool, keep: bool) -> Resu
         release_init(&spawned.dir, &spawned.state)?;
         let mut st = spawned.state;
         st.status = Status::Running;
-        spawned.dir.save(&st)?;
         run_poststart(&st);
         return Ok(0);
     }
@@ -307,7 +310,6 @@ pub fn run(rt: &Runtime, opts: &CreateOptions, detach: bool, keep: bool) -> Resu
         return Err(e);
     }
     st.status = Status::Running;
-    spawned.dir.save(&st)?;
     // Release the lock while the container runs, so kill/state/exec work.
     let root = spawned.dir.path.clone();
     drop(spawned.dir);
