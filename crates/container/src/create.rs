@@ -12,7 +12,7 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -160,8 +160,13 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
     plan.enter_for_children(spec.linux().time_offsets.as_ref())?;
 
     let foreground_terminal = process.terminal && opts.console_socket.is_none();
-    let pid = namespaces::clone_process(plan.clone_flags)
-        .map_err(crate::error::sys_err("clone container init"))?;
+    let two_stages = plan.needs_two_stages();
+    let pid = if two_stages {
+        spawn_two_stages(&spec, &plan, runtime_sock.as_fd(), init_sock.as_fd())?
+    } else {
+        namespaces::clone_process(plan.clone_flags)
+            .map_err(crate::error::sys_err("clone container init"))?
+    };
     if pid == 0 {
         // The container's init. Close what belongs to the runtime only:
         // the lock (it would keep `start` waiting) and the runtime's end.
@@ -181,13 +186,14 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
             no_new_keyring: opts.no_new_keyring,
             preserve_fds: opts.preserve_fds,
             id: &opts.id,
+            namespaces_joined: two_stages,
         })
     }
     drop(init_sock);
     drop(fifo);
     undo.child = Some(pid);
 
-    if plan.new_user {
+    if plan.new_user && !two_stages {
         let linux = spec.linux();
         namespaces::write_id_maps(pid, &linux.uid_mappings, &linux.gid_mappings)?;
     }
@@ -392,4 +398,97 @@ pub(crate) fn effective_resources(spec: &Spec) -> cgroups::LinuxResources {
         rule("c", Some(10), Some(200), "rwm"), // tun
     ]);
     r
+}
+
+/// The two-stage spawn (runc's nsexec does the same): an intermediate
+/// process joins the namespaces given by path, makes the new user namespace
+/// (the runtime writes its id maps), unshares the other new namespaces and
+/// forks the init, which so starts as pid 1 of a new pid namespace owned by
+/// the right user namespace. The intermediate reports the init's pid and
+/// exits; the runtime is a child subreaper, so the init becomes its child.
+///
+/// Returns 0 in the init and the init's pid in the runtime.
+fn spawn_two_stages(
+    spec: &Spec,
+    plan: &NamespacePlan,
+    runtime_sock: BorrowedFd<'_>,
+    init_sock: BorrowedFd<'_>,
+) -> Result<i32> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(crate::error::errno("become child subreaper"));
+    }
+    let mid = namespaces::clone_process(0).map_err(crate::error::sys_err("fork intermediate"))?;
+    if mid == 0 {
+        match intermediate(plan, init_sock) {
+            Ok(0) => return Ok(0),
+            Ok(init) => {
+                let _ = sync::send(init_sock, &Message::Pid(init));
+                // SAFETY: _exit ends the intermediate without running destructors.
+                unsafe { libc::_exit(0) }
+            }
+            Err(e) => crate::init::report_and_exit(init_sock, &e),
+        }
+    }
+    let fail = |e: ContainerError| {
+        kill_child(mid);
+        e
+    };
+    loop {
+        let msg = sync::recv(runtime_sock).map_err(|e| {
+            fail(ContainerError::Sys {
+                op: "sync with intermediate",
+                source: e,
+            })
+        })?;
+        match msg {
+            Some(Message::MapRequest) => {
+                let linux = spec.linux();
+                namespaces::write_id_maps(mid, &linux.uid_mappings, &linux.gid_mappings)
+                    .map_err(|e| fail(e.into()))?;
+                sync::send(runtime_sock, &Message::MapDone).map_err(|e| {
+                    fail(ContainerError::Sys {
+                        op: "sync with intermediate",
+                        source: e,
+                    })
+                })?;
+            }
+            Some(Message::Pid(init)) => {
+                // SAFETY: reaping our own child.
+                unsafe { libc::waitpid(mid, std::ptr::null_mut(), 0) };
+                return Ok(init);
+            }
+            Some(Message::Error(text)) => {
+                kill_child(mid);
+                return Err(ContainerError::Init(text));
+            }
+            _ => return Err(fail(ContainerError::Init(init_died(mid)))),
+        }
+    }
+}
+
+/// The intermediate's work; returns 0 in the forked init, its pid otherwise.
+fn intermediate(plan: &NamespacePlan, sock: BorrowedFd<'_>) -> Result<i32> {
+    plan.join_all_paths()?;
+    if plan.joins.iter().any(|j| j.kind == NamespaceType::User) {
+        crate::init::become_root_in_userns()?;
+    }
+    if plan.new_user {
+        namespaces::unshare(libc::CLONE_NEWUSER, "user namespace")?;
+        sync::send(sock, &Message::MapRequest).map_err(crate::error::sys_err("sync"))?;
+        match sync::recv(sock).map_err(crate::error::sys_err("sync"))? {
+            Some(Message::MapDone) => {}
+            _ => {
+                return Err(ContainerError::Init(
+                    "runtime did not write the id maps".into(),
+                ))
+            }
+        }
+        crate::init::become_root_in_userns()?;
+    }
+    let rest = plan.clone_flags & !libc::CLONE_NEWUSER;
+    if rest != 0 {
+        namespaces::unshare(rest, "namespaces")?;
+    }
+    namespaces::clone_process(0).map_err(crate::error::sys_err("fork container init"))
 }

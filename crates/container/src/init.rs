@@ -34,6 +34,8 @@ pub(crate) struct InitArgs<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub id: &'a str,
+    /// A two-stage spawn already joined the namespaces and became root.
+    pub namespaces_joined: bool,
 }
 
 /// Entry point of the container's init; never returns.
@@ -67,10 +69,12 @@ fn wait_go(sync: BorrowedFd<'_>) -> Result<String> {
 fn init(a: &InitArgs<'_>) -> Result<Infallible> {
     let sync = a.sync.as_fd();
     let state_json = wait_go(sync)?;
-    if a.plan.new_user {
-        become_root_in_userns()?;
+    if !a.namespaces_joined {
+        if a.plan.new_user {
+            become_root_in_userns()?;
+        }
+        a.plan.join_in_child()?;
     }
-    a.plan.join_in_child()?;
     if a.plan.new_cgroup {
         namespaces::unshare(libc::CLONE_NEWCGROUP, "cgroup namespace")?;
     }
@@ -245,7 +249,7 @@ pub(crate) fn hand_over_master(
     Ok(())
 }
 
-fn become_root_in_userns() -> Result<()> {
+pub(crate) fn become_root_in_userns() -> Result<()> {
     // SAFETY: plain id syscalls; results checked.
     unsafe {
         if libc::setresgid(0, 0, 0) != 0 {

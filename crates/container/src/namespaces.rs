@@ -85,23 +85,29 @@ impl NamespacePlan {
                 },
             }
         }
-        let joins_user = plan.joins.iter().any(|j| j.kind == NamespaceType::User);
-        let joins_owned = plan
+        Ok(plan)
+    }
+
+    /// True when the init cannot be cloned in one step: a user namespace
+    /// is joined by path, or a new one must be made after joining others
+    /// (runc joins every namespace given by path before it creates the new
+    /// user namespace, so the rest are owned by it). See `create::spawn`.
+    pub fn needs_two_stages(&self) -> bool {
+        let joins_user = self.joins.iter().any(|j| j.kind == NamespaceType::User);
+        let joins_owned = self
             .joins
             .iter()
             .any(|j| !matches!(j.kind, NamespaceType::Pid | NamespaceType::Time));
-        if joins_user {
-            return Err(NamespaceError::Unsupported(
-                "linux.namespaces: joining an existing user namespace by path is not supported yet"
-                    .into(),
-            ));
+        joins_user || (self.new_user && joins_owned)
+    }
+
+    /// In the intermediate process of a two-stage spawn: join the user
+    /// namespace given by path, then the other namespaces given by path.
+    pub fn join_all_paths(&self) -> Result<(), NamespaceError> {
+        for j in self.joins.iter().filter(|j| j.kind == NamespaceType::User) {
+            setns(j)?;
         }
-        if plan.new_user && joins_owned {
-            return Err(NamespaceError::Unsupported(
-                "linux.namespaces: a new user namespace together with joining other namespaces by path is not supported yet".into(),
-            ));
-        }
-        Ok(plan)
+        self.join_in_child()
     }
 
     pub fn has(&self, kind: NamespaceType) -> bool {
@@ -315,6 +321,23 @@ mod tests {
         assert!(plan.new_cgroup, "cgroup ns is unshared later, not cloned");
         assert!(plan.has(NamespaceType::Cgroup));
         assert!(!plan.has(NamespaceType::Uts));
+    }
+
+    #[test]
+    fn user_namespace_cases_need_two_stages() {
+        let plan = NamespacePlan::from_spec(&spec(
+            r#"[{"type":"user"},{"type":"mount"},{"type":"network","path":"/proc/self/ns/net"}]"#,
+        ))
+        .expect("plan");
+        assert!(plan.needs_two_stages());
+        let plan = NamespacePlan::from_spec(&spec(
+            r#"[{"type":"user"},{"type":"mount"},{"type":"network"}]"#,
+        ))
+        .expect("plan");
+        assert!(
+            !plan.needs_two_stages(),
+            "all-new namespaces clone in one step"
+        );
     }
 
     #[test]

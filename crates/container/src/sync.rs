@@ -19,6 +19,11 @@ pub enum Message {
     HooksDone,
     Ready,
     PtyMaster,
+    /// Two-stage spawn: the intermediate asks for its id maps to be written.
+    MapRequest,
+    MapDone,
+    /// Two-stage spawn: the host pid of the init the intermediate forked.
+    Pid(i32),
     Error(String),
 }
 
@@ -39,6 +44,9 @@ impl Message {
             Message::HooksDone => vec![b'D'],
             Message::Ready => vec![b'R'],
             Message::PtyMaster => vec![b'P'],
+            Message::MapRequest => vec![b'M'],
+            Message::MapDone => vec![b'm'],
+            Message::Pid(pid) => tagged(b'I', &pid.to_string()),
             Message::Error(text) => tagged(b'E', text),
         }
     }
@@ -52,6 +60,14 @@ impl Message {
             b'D' => Message::HooksDone,
             b'R' => Message::Ready,
             b'P' => Message::PtyMaster,
+            b'M' => Message::MapRequest,
+            b'm' => Message::MapDone,
+            b'I' => Message::Pid(
+                std::str::from_utf8(rest)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(bad)?,
+            ),
             b'E' => Message::Error(String::from_utf8_lossy(rest).into_owned()),
             _ => return Err(bad()),
         })
@@ -124,6 +140,9 @@ mod tests {
             Message::HooksDone,
             Message::Ready,
             Message::PtyMaster,
+            Message::MapRequest,
+            Message::MapDone,
+            Message::Pid(4242),
             Message::Error("mount proc on /proc: EPERM".into()),
         ] {
             send(a.as_fd(), &msg).expect("send");
