@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use crate::capabilities::{self, CapabilitySets};
@@ -330,15 +330,15 @@ fn wait_for_start(fifo_opath: i32) -> Result<()> {
             return Err(io_err("open exec fifo", Path::new(&proc_path))(err));
         }
     };
-    // SAFETY: fd is fresh and ours.
-    let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: writing one byte from a static buffer.
-    let n = unsafe { libc::write(fifo.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+    // SAFETY: writing one byte from a static buffer to our fresh fd.
+    let n = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
     if n != 1 {
         return Err(errno("write exec fifo"));
     }
     // SAFETY: closing the O_PATH descriptor we were handed.
     unsafe { libc::close(fifo_opath) };
+    // The write end stays open until exec closes it (O_CLOEXEC): `start`
+    // waits for that end of file, so poststart hooks run after the exec.
     Ok(())
 }
 

@@ -67,7 +67,9 @@ fn run_poststart(state: &ContainerState) {
 }
 
 /// Opens the exec fifo for reading, which unblocks the init, and waits for
-/// its byte. Gives up if the init dies first.
+/// its byte, then for the end of file that the init's exec (or death)
+/// causes: when this returns the user's program runs. Gives up if the init
+/// dies before writing.
 fn release_init(dir: &StateDir, state: &ContainerState) -> Result<()> {
     let path = dir.fifo_path();
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
@@ -86,6 +88,7 @@ fn release_init(dir: &StateDir, state: &ContainerState) -> Result<()> {
     }
     // SAFETY: fd is fresh and ours.
     let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut started = false;
     loop {
         let mut pfd = libc::pollfd {
             fd: fifo.as_raw_fd(),
@@ -99,6 +102,10 @@ fn release_init(dir: &StateDir, state: &ContainerState) -> Result<()> {
             // SAFETY: reading into a local buffer.
             let n = unsafe { libc::read(fifo.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
             if n == 1 {
+                started = true;
+                continue;
+            }
+            if started && (n == 0 || pfd.revents & libc::POLLHUP != 0) {
                 break;
             }
             if n == 0 || pfd.revents & libc::POLLHUP != 0 {
@@ -108,7 +115,7 @@ fn release_init(dir: &StateDir, state: &ContainerState) -> Result<()> {
                 )));
             }
         }
-        if !state::process_matches(state.pid, state.init_start_time) {
+        if !started && !state::process_matches(state.pid, state.init_start_time) {
             return Err(ContainerError::Init(format!(
                 "container {} init exited before start",
                 state.id
