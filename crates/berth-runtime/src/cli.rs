@@ -98,6 +98,16 @@ pub enum Command {
     /// Write a default config.json (the bundle's spec)
     #[command(after_help = "Example:\n  mkdir -p b/rootfs && cd b && berth-runtime spec")]
     Spec(SpecArgs),
+    /// Change the resource limits of a running container
+    #[command(
+        after_help = "Example:\n  berth-runtime update --memory 100m --pids-limit 50 mycontainer\n  berth-runtime update -r resources.json mycontainer"
+    )]
+    Update(UpdateArgs),
+    /// Print resource usage (--stats) or stream stats and OOM events as JSON
+    #[command(
+        after_help = "Example:\n  berth-runtime events --stats mycontainer\n  berth-runtime events --interval 1s mycontainer"
+    )]
+    Events(EventsArgs),
     /// Print the OCI features this runtime supports, as JSON
     #[command(after_help = "Example:\n  berth-runtime features | jq .linux.namespaces")]
     Features,
@@ -262,4 +272,67 @@ pub struct ExecArgs {
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// JSON linux.resources to apply ("-" reads stdin); flags override it
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// Block I/O weight, 10 to 1000
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub blkio_weight: Option<i64>,
+    /// CPU CFS period in microseconds
+    #[arg(long, value_name = "US", allow_hyphen_values = true)]
+    pub cpu_period: Option<i64>,
+    /// CPU CFS quota in microseconds per period (-1: unlimited)
+    #[arg(long, value_name = "US", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU shares (relative weight), 2 to 262144
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub cpu_share: Option<i64>,
+    /// CPU realtime period in microseconds
+    #[arg(long, value_name = "US", allow_hyphen_values = true)]
+    pub cpu_rt_period: Option<i64>,
+    /// CPU realtime runtime in microseconds
+    #[arg(long, value_name = "US", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs the container may use (e.g. 0-3,5)
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (e.g. 0)
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit: bytes or with a suffix (64m, 1g); -1 for unlimited
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory soft limit (reservation): bytes or with a suffix
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit: bytes or with a suffix; -1 for unlimited
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Maximum number of processes (0 or -1: unlimited)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Intel RDT L3 cache schema (not supported)
+    #[arg(long, value_name = "SCHEMA")]
+    pub l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (not supported)
+    #[arg(long, value_name = "SCHEMA")]
+    pub mem_bw_schema: Option<String>,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Print one stats event and exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Time between stats events (e.g. 5s, 500ms)
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub interval: String,
+    /// Container id
+    pub id: String,
 }

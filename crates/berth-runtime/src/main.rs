@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use container::exec::{ExecFlags, ExecOptions};
 use container::log::{self, LogFormat};
-use container::{create, exec, lifecycle, Runtime};
+use container::{create, exec, lifecycle, update, Runtime};
 
 use cli::{Cli, Command, ListFormat, LogFormatArg};
 
@@ -81,12 +81,61 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let path = a.bundle.join("config.json");
             lifecycle::write_default_spec(&path, a.rootless)?;
         }
+        Command::Update(a) => run_update(&rt, a)?,
+        Command::Events(a) => run_events(&rt, a)?,
         Command::Features => {
             let json = container::features::features_json();
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
     }
     Ok(0)
+}
+
+fn run_update(rt: &Runtime, a: cli::UpdateArgs) -> anyhow::Result<()> {
+    let mut r = match &a.resources {
+        Some(path) => update::read_resources(path)?,
+        None => cgroups::LinuxResources::default(),
+    };
+    let flags = update::flags_to_resources(&update::UpdateFlags {
+        blkio_weight: a.blkio_weight,
+        cpu_period: a.cpu_period,
+        cpu_quota: a.cpu_quota,
+        cpu_share: a.cpu_share,
+        cpu_rt_period: a.cpu_rt_period,
+        cpu_rt_runtime: a.cpu_rt_runtime,
+        cpuset_cpus: a.cpuset_cpus,
+        cpuset_mems: a.cpuset_mems,
+        memory: a.memory,
+        memory_reservation: a.memory_reservation,
+        memory_swap: a.memory_swap,
+        pids_limit: a.pids_limit,
+        l3_cache_schema: a.l3_cache_schema,
+        mem_bw_schema: a.mem_bw_schema,
+    })?;
+    update::merge_resources(&mut r, &flags);
+    update::update(rt, &a.id, &r)?;
+    Ok(())
+}
+
+fn run_events(rt: &Runtime, a: cli::EventsArgs) -> anyhow::Result<()> {
+    if a.stats {
+        let ev = update::stats_event(rt, &a.id)?;
+        println!("{}", serde_json::to_string(&ev)?);
+        return Ok(());
+    }
+    let interval = update::parse_interval(&a.interval)?;
+    update::watch_events(rt, &a.id, interval, |ev| {
+        let line = serde_json::to_string(ev)
+            .map_err(|e| container::ContainerError::Invalid(format!("encode event: {e}")))?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| container::ContainerError::Sys {
+                op: "write event to stdout",
+                source: e,
+            })
+    })?;
+    Ok(())
 }
 
 fn create_options(a: cli::CreateArgs) -> create::CreateOptions {

@@ -72,6 +72,25 @@ pub enum CgroupError {
         want: String,
         ms: u64,
     },
+    /// The kernel refused a value; `reason` says why in the resource's
+    /// terms (e.g. "not within the cpus 0-1 of the parent cgroup").
+    #[error("invalid resource {field} {value:?}: {reason} (write {}: {source})", path.display())]
+    Rejected {
+        field: String,
+        value: String,
+        reason: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{op} for {}: {source}{}", path.display(), if log.is_empty() { String::new() } else { format!(" (verifier log: {log})") })]
+    Bpf {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+        log: String,
+    },
     #[error("send signal {sig} to pid {pid}: {source}")]
     Signal {
         pid: i32,

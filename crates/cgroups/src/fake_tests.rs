@@ -541,3 +541,57 @@ fn resources_serde_matches_the_spec_spelling() {
         r#"{"unified":{"a":"b"}}"#
     );
 }
+
+#[test]
+fn out_of_range_weights_and_shares_are_refused_before_writing() {
+    for (version, tree) in [
+        (CgroupVersion::V1, v1_tree()),
+        (CgroupVersion::V2, v2_tree("")),
+    ] {
+        let cg = Cgroup::open_with_root(tree.path(), version, Path::new("/w")).unwrap();
+        cg.create().unwrap();
+        journal_take();
+        for (bad, needle) in [
+            (r#"{"cpu": {"shares": 1}}"#, "cpu.shares: 1 is outside"),
+            (r#"{"cpu": {"shares": 300000}}"#, "cpu.shares: 300000"),
+            (
+                r#"{"blockIO": {"weight": 0}}"#,
+                "blockIO.weight: 0 is outside",
+            ),
+            (
+                r#"{"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 5}]}}"#,
+                "blockIO.weightDevice.weight: 5",
+            ),
+        ] {
+            let e = cg.apply(&res(bad)).unwrap_err().to_string();
+            assert!(e.contains(needle), "{version:?} {bad}: {e}");
+        }
+        assert!(
+            journal_take().is_empty(),
+            "{version:?}: nothing may be written"
+        );
+    }
+}
+
+#[test]
+fn kernel_refusals_are_explained_with_the_resource() {
+    let e = CgroupError::Write {
+        path: PathBuf::from("/x/cpuset.cpus"),
+        value: "99".into(),
+        source: std::io::Error::from_raw_os_error(libc::EINVAL),
+    };
+    let msg = cfs::explain(e, "cpu.cpus", |_| "not within 0-1".into()).to_string();
+    assert_eq!(
+        msg,
+        "invalid resource cpu.cpus \"99\": not within 0-1 (write /x/cpuset.cpus: Invalid argument (os error 22))"
+    );
+    let e = CgroupError::Write {
+        path: PathBuf::from("/x/f"),
+        value: "1".into(),
+        source: std::io::Error::from_raw_os_error(libc::EACCES),
+    };
+    assert!(matches!(
+        cfs::explain(e, "f", |_| String::new()),
+        CgroupError::Write { .. }
+    ));
+}

@@ -203,3 +203,45 @@ pub(crate) fn raw_os_error(e: &CgroupError) -> Option<i32> {
         _ => None,
     }
 }
+
+/// Turn a write the kernel refused (EINVAL, EBUSY, ERANGE, EOVERFLOW) into
+/// [`CgroupError::Rejected`] naming the resource `field`, with `reason(errno)`
+/// saying why in the user's terms; other errors pass through unchanged.
+pub(crate) fn explain(
+    e: CgroupError,
+    field: &str,
+    reason: impl FnOnce(i32) -> String,
+) -> CgroupError {
+    match e {
+        CgroupError::Write {
+            path,
+            value,
+            source,
+        } => match source.raw_os_error() {
+            Some(errno @ (libc::EINVAL | libc::EBUSY | libc::ERANGE | libc::EOVERFLOW)) => {
+                CgroupError::Rejected {
+                    field: field.to_string(),
+                    value,
+                    reason: reason(errno),
+                    path,
+                    source,
+                }
+            }
+            _ => CgroupError::Write {
+                path,
+                value,
+                source,
+            },
+        },
+        other => other,
+    }
+}
+
+/// The trimmed content of `dir/file`, or "?" when unreadable (for messages).
+pub(crate) fn peek(dir: &Path, file: &str) -> String {
+    read_opt(dir, file)
+        .ok()
+        .flatten()
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "?".to_string())
+}

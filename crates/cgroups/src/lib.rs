@@ -38,9 +38,12 @@
 //! `cpu.max = "<quota|max> [period]"`, `memory.max` with "max" for -1,
 //! `memory.low` from the reservation, `memory.swap.max = swap - limit`
 //! (the spec's swap is v1 memory+swap), `pids.max` "max" for 0/-1. See
-//! `v1.rs` and `v2.rs` for each file and the documented gaps (notably:
-//! device rules are not enforced on v2 yet, which needs eBPF).
+//! `v1.rs` and `v2.rs` for each file and the documented gaps. Device rules
+//! are the v1 devices controller's files on v1 and an eBPF program built by
+//! [`devices_bpf`] on v2.
 
+mod bpf;
+pub mod devices_bpf;
 mod error;
 mod fs;
 mod mountinfo;
@@ -403,6 +406,25 @@ impl Cgroup {
     /// Whether the cgroup directory exists in any hierarchy.
     pub fn exists(&self) -> bool {
         self.paths().iter().any(|p| p.is_dir())
+    }
+
+    /// How many processes the OOM killer has killed in this cgroup (v1
+    /// `memory.oom_control`, v2 `memory.events`); `None` without the memory
+    /// controller. One small read: cheap enough to poll for OOM events.
+    pub fn oom_kill_count(&self) -> Result<Option<u64>, CgroupError> {
+        match &self.driver {
+            Driver::V1(d) => d.oom_kill_count(),
+            Driver::V2(d) => d.oom_kill_count(),
+        }
+    }
+
+    /// v2: how many eBPF device programs are attached directly to this
+    /// cgroup (one after any number of `apply`s with devices); v1: `None`.
+    pub fn device_programs(&self) -> Result<Option<usize>, CgroupError> {
+        match &self.driver {
+            Driver::V1(_) => Ok(None),
+            Driver::V2(d) => bpf::device_filter_count(&d.dir).map(Some),
+        }
     }
 
     /// Current usage and limits; controllers that are missing read as

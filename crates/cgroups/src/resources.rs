@@ -266,3 +266,46 @@ pub(crate) fn check_unified_key(k: &str) -> Result<(), crate::CgroupError> {
     }
     Ok(())
 }
+
+/// v1 `cpu.shares` range (the kernel clamps silently; we refuse instead).
+pub(crate) fn check_shares(s: u64) -> Result<(), crate::CgroupError> {
+    if (2..=262_144).contains(&s) {
+        Ok(())
+    } else {
+        Err(crate::CgroupError::invalid(
+            "cpu.shares",
+            format!("{s} is outside 2..=262144"),
+        ))
+    }
+}
+
+/// blkio weights (`blockIO.weight`, `leafWeight`, per-device): 10..=1000.
+pub(crate) fn check_blkio_weight(field: &str, w: u16) -> Result<(), crate::CgroupError> {
+    if (10..=1000).contains(&w) {
+        Ok(())
+    } else {
+        Err(crate::CgroupError::invalid(
+            field,
+            format!("{w} is outside 10..=1000"),
+        ))
+    }
+}
+
+/// Validate every blkio weight of `b` before anything is written.
+pub(crate) fn check_blkio_weights(b: &LinuxBlockIo) -> Result<(), crate::CgroupError> {
+    if let Some(w) = b.weight {
+        check_blkio_weight("blockIO.weight", w)?;
+    }
+    if let Some(w) = b.leaf_weight {
+        check_blkio_weight("blockIO.leafWeight", w)?;
+    }
+    for wd in b.weight_device.iter().flatten() {
+        if let Some(w) = wd.weight {
+            check_blkio_weight("blockIO.weightDevice.weight", w)?;
+        }
+        if let Some(w) = wd.leaf_weight {
+            check_blkio_weight("blockIO.weightDevice.leafWeight", w)?;
+        }
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 //! Every field is optional: a controller that is not mounted or not enabled
 //! yields `None`, not an error.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -23,6 +24,8 @@ pub struct CpuStats {
     pub usage_total_ns: Option<u64>,
     pub usage_user_ns: Option<u64>,
     pub usage_system_ns: Option<u64>,
+    /// Per-CPU usage (v1 `cpuacct.usage_percpu`; empty on v2).
+    pub percpu_ns: Vec<u64>,
     pub nr_periods: Option<u64>,
     pub nr_throttled: Option<u64>,
     pub throttled_time_ns: Option<u64>,
@@ -39,6 +42,14 @@ pub struct MemoryStats {
     pub swap_usage_bytes: Option<u64>,
     /// Processes killed by the OOM killer in this cgroup.
     pub oom_kill_count: Option<u64>,
+    /// Times the limit was hit (v1 `memory.failcnt`, v2 `memory.events`
+    /// `max`).
+    pub failcnt: Option<u64>,
+    /// Swap limit (v1: memory+swap, `memsw`; v2: swap only); `None` when
+    /// unlimited or without swap accounting.
+    pub swap_limit_bytes: Option<u64>,
+    /// `memory.stat` as is.
+    pub raw: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -129,4 +140,16 @@ pub(crate) fn pids(dir: &Path) -> Result<PidsStats, CgroupError> {
         current: fs::read_u64_opt(dir, "pids.current")?,
         limit: fs::read_u64_opt(dir, "pids.max")?,
     })
+}
+
+/// A whole flat-keyed file (`memory.stat`) as a map.
+pub(crate) fn raw_map(s: &str) -> BTreeMap<String, u64> {
+    fs::flat_keyed(s).map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// `cpuacct.usage_percpu`: space-separated nanoseconds.
+pub(crate) fn parse_percpu(s: &str) -> Vec<u64> {
+    s.split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect()
 }

@@ -25,6 +25,37 @@ pub(crate) struct V1 {
     pub check: FsCheck,
 }
 
+/// A cpuset the kernel refused: say which cpus/mems the parent offers.
+fn cpuset_rejected(e: CgroupError, dir: &Path, field: &str, file: &str) -> CgroupError {
+    fs::explain(e, field, |_| {
+        let parent = dir.parent().map(|p| fs::peek(p, file));
+        format!(
+            "not within {file} {} of the parent cgroup",
+            parent.unwrap_or_default()
+        )
+    })
+}
+
+/// A memory limit the kernel refused: EBUSY means it is below the usage
+/// the kernel could not reclaim.
+fn memory_rejected(e: CgroupError, dir: &Path, file: &str) -> CgroupError {
+    let field = if file.contains("memsw") {
+        "memory.swap"
+    } else {
+        "memory.limit"
+    };
+    fs::explain(e, field, |errno| {
+        if errno == libc::EBUSY {
+            format!(
+                "below the current usage of {} bytes, which the kernel could not reclaim",
+                fs::peek(dir, "memory.usage_in_bytes")
+            )
+        } else {
+            "refused by the kernel".to_string()
+        }
+    })
+}
+
 impl V1 {
     pub fn new(layout: Layout, path: &Path, check: FsCheck) -> Result<Self, CgroupError> {
         let mut dirs = Vec::new();
@@ -213,6 +244,10 @@ impl V1 {
             }
         }
         let limit_file = "memory.limit_in_bytes";
+        let w = |file: &str, v: i64| {
+            self.w(d, file, &v.to_string())
+                .map_err(|e| memory_rejected(e, d, file))
+        };
         if limit != 0 && swap != 0 {
             let swap_first = swap == -1 || {
                 let cur = fs::read(d, limit_file)?;
@@ -220,18 +255,18 @@ impl V1 {
                 u64::try_from(swap).is_ok_and(|s| cur < s)
             };
             if swap_first {
-                self.w(d, memsw, &swap.to_string())?;
-                self.w(d, limit_file, &limit.to_string())?;
+                w(memsw, swap)?;
+                w(limit_file, limit)?;
             } else {
-                self.w(d, limit_file, &limit.to_string())?;
-                self.w(d, memsw, &swap.to_string())?;
+                w(limit_file, limit)?;
+                w(memsw, swap)?;
             }
         } else {
             if limit != 0 {
-                self.w(d, limit_file, &limit.to_string())?;
+                w(limit_file, limit)?;
             }
             if swap != 0 {
-                self.w(d, memsw, &swap.to_string())?;
+                w(memsw, swap)?;
             }
         }
         if let Some(r) = m.reservation.filter(|&r| r != 0) {
@@ -273,6 +308,7 @@ impl V1 {
         if cpu_wanted {
             let d = self.dir("cpu", "cpu")?;
             if let Some(s) = c.shares.filter(|&s| s != 0) {
+                resources::check_shares(s)?;
                 self.w(d, "cpu.shares", &s.to_string())?;
             }
             if quota < -1 {
@@ -318,10 +354,12 @@ impl V1 {
             // mems first: a cpuset with cpus but no mems is still unusable,
             // and the kernel checks each against the parent independently.
             if let Some(m) = mems {
-                self.w(d, "cpuset.mems", m)?;
+                self.w(d, "cpuset.mems", m)
+                    .map_err(|e| cpuset_rejected(e, d, "cpu.mems", "cpuset.mems"))?;
             }
             if let Some(c) = cpus {
-                self.w(d, "cpuset.cpus", c)?;
+                self.w(d, "cpuset.cpus", c)
+                    .map_err(|e| cpuset_rejected(e, d, "cpu.cpus", "cpuset.cpus"))?;
             }
         }
         Ok(())
@@ -355,6 +393,7 @@ impl V1 {
         if !any {
             return Ok(());
         }
+        resources::check_blkio_weights(b)?;
         let d = self.dir("blkio", "blockIO")?;
         if let Some(w) = b.weight {
             // Kernels with BFQ only expose blkio.bfq.weight.
@@ -454,6 +493,14 @@ impl V1 {
             .or_else(|| self.unified.as_ref().map(|(_, d)| d.as_path()))
     }
 
+    /// `oom_kill` of `memory.oom_control`; `None` without the controller.
+    pub fn oom_kill_count(&self) -> Result<Option<u64>, CgroupError> {
+        let Some(d) = self.find("memory") else {
+            return Ok(None);
+        };
+        Ok(fs::read_opt(d, "memory.oom_control")?.and_then(|o| fs::keyed_value(&o, "oom_kill")))
+    }
+
     pub fn freezer_dir(&self) -> Result<&Path, CgroupError> {
         self.find("freezer")
             .ok_or_else(|| CgroupError::ControllerNotMounted {
@@ -468,6 +515,8 @@ impl V1 {
             s.cpu.usage_total_ns = fs::read_u64_opt(d, "cpuacct.usage")?;
             s.cpu.usage_user_ns = fs::read_u64_opt(d, "cpuacct.usage_user")?;
             s.cpu.usage_system_ns = fs::read_u64_opt(d, "cpuacct.usage_sys")?;
+            s.cpu.percpu_ns =
+                stats::parse_percpu(&fs::read_opt(d, "cpuacct.usage_percpu")?.unwrap_or_default());
         }
         if let Some(d) = self.find("cpu") {
             if let Some(st) = fs::read_opt(d, "cpu.stat")? {
@@ -492,6 +541,12 @@ impl V1 {
                 swap_usage_bytes: memsw.zip(usage).map(|(sw, u)| sw.saturating_sub(u)),
                 oom_kill_count: fs::read_opt(d, "memory.oom_control")?
                     .and_then(|o| fs::keyed_value(&o, "oom_kill")),
+                failcnt: fs::read_u64_opt(d, "memory.failcnt")?,
+                swap_limit_bytes: stats::v1_limit(fs::read_u64_opt(
+                    d,
+                    "memory.memsw.limit_in_bytes",
+                )?),
+                raw: stats::raw_map(&st),
             };
         }
         if let Some(d) = self.find("pids") {

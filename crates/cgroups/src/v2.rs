@@ -8,11 +8,11 @@
 //! error naming the controller and the directory.
 //!
 //! **Devices:** cgroup v2 has no devices files; access control is an eBPF
-//! program (`BPF_PROG_TYPE_CGROUP_DEVICE`) attached to the cgroup. That is
-//! not implemented yet: device rules are accepted and *not enforced* on v2
-//! (no error, because the OCI default device list is always passed). The
-//! container's `/dev` is still built from the spec's device list only, which
-//! limits what it can open by path, but not `mknod`-created nodes.
+//! program (`BPF_PROG_TYPE_CGROUP_DEVICE`) that [`crate::devices_bpf`]
+//! generates from the rules and [`crate::bpf`] attaches to the cgroup
+//! directory, replacing the one attached before (so `apply` with devices
+//! twice leaves one program). On a fake test tree the program is generated
+//! (validating the rules) but not loaded.
 //!
 //! Also ignored on v2 (no v2 equivalent, same as runc): memory `kernel`,
 //! `kernelTCP`, `swappiness`, `disableOOMKiller`, `useHierarchy`, blkio
@@ -25,7 +25,7 @@ use crate::fs::{self, FsCheck};
 use crate::mountinfo::Hierarchy;
 use crate::resources::{self, LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxRdma, LinuxResources};
 use crate::stats::{self, CpuStats, MemoryStats, Stats};
-use crate::CgroupError;
+use crate::{bpf, devices_bpf, CgroupError};
 
 #[derive(Debug, Clone)]
 pub(crate) struct V2 {
@@ -162,6 +162,17 @@ pub(crate) fn enable_controllers(
 }
 
 impl V2 {
+    /// A cpuset the kernel refused: say what the parent offers.
+    fn cpuset_rejected(&self, e: CgroupError, field: &str, parent_file: &str) -> CgroupError {
+        fs::explain(e, field, |_| {
+            let parent = self.dir.parent().map(|p| fs::peek(p, parent_file));
+            format!(
+                "not within {parent_file} {} of the parent cgroup",
+                parent.unwrap_or_default()
+            )
+        })
+    }
+
     fn w(&self, file: &str, value: &str) -> Result<(), CgroupError> {
         fs::write(&self.dir, file, value, self.check)
     }
@@ -192,6 +203,17 @@ impl V2 {
 
     pub fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
         fs::ensure_cgroupfs(&self.dir, self.check)?;
+        // Validate everything that can be validated before the first write.
+        let device_prog = match &r.devices {
+            Some(d) => Some(devices_bpf::device_filter(d)?),
+            None => None,
+        };
+        if let Some(b) = &r.block_io {
+            resources::check_blkio_weights(b)?;
+        }
+        if let Some(s) = r.cpu.as_ref().and_then(|c| c.shares).filter(|&s| s != 0) {
+            resources::check_shares(s)?;
+        }
         let have = self.controllers()?;
         if let Some(c) = &r.cpu {
             self.apply_cpu(c, &have)?;
@@ -220,10 +242,10 @@ impl V2 {
                 self.w("rdma.max", &line)?;
             }
         }
-        // Devices: not enforced on v2 yet (see the module docs); rules are
-        // still validated so bad input is reported the same on both.
-        for d in r.devices.iter().flatten() {
-            resources::device_rule(d)?;
+        if let Some(prog) = device_prog {
+            if self.check == FsCheck::Statfs {
+                bpf::set_device_filter(&self.dir, &prog)?;
+            }
         }
         // Raw files last, so they override the converted values.
         for (k, v) in r.unified.iter().flatten() {
@@ -279,11 +301,13 @@ impl V2 {
         }
         if let Some(m) = c.mems.as_deref().filter(|s| !s.is_empty()) {
             self.need(have, "cpuset", "cpu.mems")?;
-            self.w("cpuset.mems", m)?;
+            self.w("cpuset.mems", m)
+                .map_err(|e| self.cpuset_rejected(e, "cpu.mems", "cpuset.mems.effective"))?;
         }
         if let Some(cpus) = c.cpus.as_deref().filter(|s| !s.is_empty()) {
             self.need(have, "cpuset", "cpu.cpus")?;
-            self.w("cpuset.cpus", cpus)?;
+            self.w("cpuset.cpus", cpus)
+                .map_err(|e| self.cpuset_rejected(e, "cpu.cpus", "cpuset.cpus.effective"))?;
         }
         Ok(())
     }
@@ -384,6 +408,11 @@ impl V2 {
         Ok(())
     }
 
+    /// `oom_kill` of `memory.events`; `None` without the memory controller.
+    pub fn oom_kill_count(&self) -> Result<Option<u64>, CgroupError> {
+        Ok(fs::read_opt(&self.dir, "memory.events")?.and_then(|e| fs::keyed_value(&e, "oom_kill")))
+    }
+
     pub fn stats(&self) -> Result<Stats, CgroupError> {
         let d = &self.dir;
         let mut s = Stats::default();
@@ -396,6 +425,7 @@ impl V2 {
                 nr_periods: fs::keyed_value(&st, "nr_periods"),
                 nr_throttled: fs::keyed_value(&st, "nr_throttled"),
                 throttled_time_ns: us("throttled_usec"),
+                percpu_ns: Vec::new(),
             };
         }
         if let Some(usage) = fs::read_u64_opt(d, "memory.current")? {
@@ -408,6 +438,9 @@ impl V2 {
                 cache_bytes: fs::keyed_value(&st, "file"),
                 swap_usage_bytes: fs::read_u64_opt(d, "memory.swap.current")?,
                 oom_kill_count: fs::keyed_value(&ev, "oom_kill"),
+                failcnt: fs::keyed_value(&ev, "max"),
+                swap_limit_bytes: fs::read_u64_opt(d, "memory.swap.max")?,
+                raw: stats::raw_map(&st),
             };
         }
         s.pids = stats::pids(d)?;

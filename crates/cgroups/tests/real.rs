@@ -314,3 +314,36 @@ fn missing_v1_controller_and_tmpfs_root_are_refused() {
         assert_eq!(kernel_value(&g.cg, "devices.list"), "c 1:3 rwm");
     }
 }
+
+#[test]
+fn device_rules_replace_the_v2_program_and_bad_values_are_named() {
+    let name = unique();
+    let g = Guard::new(&format!("/{name}"));
+    let cg = &g.cg;
+    cg.create().expect("create");
+    let rules = r#"{"devices": [{"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]}"#;
+    cg.apply(&res(rules)).expect("apply devices");
+    cg.apply(&res(rules)).expect("apply devices again");
+    match cg.version() {
+        CgroupVersion::V2 => assert_eq!(
+            cg.device_programs().expect("query device programs"),
+            Some(1),
+            "a second apply must replace the eBPF program, not stack a new one"
+        ),
+        CgroupVersion::V1 => {
+            assert_eq!(cg.device_programs().expect("v1"), None);
+            assert_eq!(kernel_value(cg, "devices.list"), "c 1:3 rwm");
+        }
+    }
+    for (bad, needles) in [
+        (r#"{"cpu": {"cpus": "99"}}"#, ["cpu.cpus", "99"]),
+        (r#"{"cpu": {"shares": 1}}"#, ["cpu.shares", "1"]),
+        (r#"{"blockIO": {"weight": 0}}"#, ["blockIO.weight", "0"]),
+    ] {
+        let e = cg.apply(&res(bad)).expect_err(bad).to_string();
+        for n in needles {
+            assert!(e.contains(n), "error for {bad} should name {n:?}: {e}");
+        }
+    }
+}

@@ -27,6 +27,7 @@ pub mod spec;
 pub mod spec_default;
 pub mod state;
 mod sync;
+pub mod update;
 
 pub use error::{ContainerError, Result};
 

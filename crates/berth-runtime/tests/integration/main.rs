@@ -10,6 +10,7 @@ mod harness;
 
 mod bad_input;
 mod cgroups;
+mod cgroups_limits;
 mod devices;
 mod exec;
 mod fd_leak;
