@@ -1,0 +1,62 @@
+//! `berth`: parses the command line, calls one library function per verb,
+//! prints the result. Engine errors exit 125 with one line `berth: ...`,
+//! as Docker does; a closed stdout (`berth images | head -1`) exits quietly.
+
+mod cli;
+mod commands;
+mod output;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+
+use cli::Cli;
+
+/// Docker's exit status for an error of the engine itself.
+const ENGINE_ERROR: u8 = 125;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(ENGINE_ERROR),
+            };
+        }
+    };
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {}", one_line(&e));
+            ExitCode::from(ENGINE_ERROR)
+        }
+    }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message before it already quotes (library errors embed their source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}
