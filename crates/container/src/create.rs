@@ -344,14 +344,22 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     fs::rename(&tmp, path).map_err(io_err("write pid file", path))
 }
 
+/// The name of the effective user, from /etc/passwd (as Go's os/user does
+/// without cgo); the uid when there is no entry. Reading the file directly
+/// keeps glibc's NSS machinery out of every container start.
 fn owner_name() -> String {
     // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+    let uid = unsafe { libc::geteuid() }.to_string();
+    std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or(uid)
 }
 
 /// Kills and reaps a child we own, ignoring errors (used on failure paths).
