@@ -25,10 +25,10 @@ use test_registry::TestRegistry;
 
 macro_rules! require_registry {
     () => {
-        if !TestRegistry::available() {
-            eprintln!("skipped: /usr/bin/docker-registry is not installed");
-            return;
-        }
+        assert!(
+            TestRegistry::available(),
+            "/usr/bin/docker-registry is not installed: apt-get install -y docker-registry apache2-utils (scripts/test does)"
+        );
     };
 }
 
@@ -135,6 +135,40 @@ fn push_then_pull_back_from_a_real_registry() {
         .read_to_end(&mut got)
         .unwrap();
     assert!(got == layer, "layer bytes differ after a round trip");
+}
+
+#[test]
+fn tls_verify_false_accepts_a_self_signed_certificate() {
+    require_registry!();
+    let reg = TestRegistry::start_with_self_signed_tls();
+    let r = reference(&reg.addr, "tls/app", "v1");
+    let data = noise(4096, 7);
+    let desc = Descriptor::of("application/octet-stream", &data);
+    let insecure = RegistryClient::new(ClientOptions {
+        auth: AuthSource::Anonymous,
+        tls_verify: false,
+        initial_backoff: Duration::from_millis(10),
+        ..ClientOptions::default()
+    });
+    insecure
+        .push_blob(&r, &desc, &data[..])
+        .unwrap_or_else(|e| {
+            panic!(
+                "push over unverified HTTPS: {e}\nregistry log:\n{}",
+                reg.log()
+            )
+        });
+    assert_eq!(
+        insecure
+            .fetch_blob(&r, &desc)
+            .expect("fetch over unverified HTTPS"),
+        data
+    );
+    let verifying = client(AuthSource::Anonymous);
+    assert!(
+        verifying.fetch_blob(&r, &desc).is_err(),
+        "a verifying client must not accept the self-signed certificate"
+    );
 }
 
 #[test]

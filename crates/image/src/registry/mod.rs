@@ -12,7 +12,8 @@
 //! - HTTPS always, except registries that are loopback addresses,
 //!   `localhost`, listed insecure or used with `tls_verify: false`: those
 //!   are probed once over HTTPS and fall back to plain HTTP (what Docker
-//!   does for insecure registries).
+//!   does for insecure registries). With `tls_verify: false` the HTTPS
+//!   itself accepts any certificate (see `insecure.rs`).
 //! - Transient failures (5xx, 429, connection errors) are retried with
 //!   exponential backoff, a bounded number of times. Blob bodies resume
 //!   with `Range` (see `blob.rs`).
@@ -22,6 +23,7 @@
 mod blob;
 pub mod challenge;
 mod error;
+mod insecure;
 mod token;
 
 use std::collections::HashMap;
@@ -166,17 +168,25 @@ fn push_scope(reference: &Reference) -> String {
 
 impl RegistryClient {
     pub fn new(options: ClientOptions) -> RegistryClient {
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(options.connect_timeout)
             .timeout_read(options.read_timeout)
             .redirects(8)
-            .user_agent(&options.user_agent)
-            .build();
-        let probe_agent = ureq::AgentBuilder::new()
+            .user_agent(&options.user_agent);
+        let mut probe_agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(10))
             .redirects(0)
-            .user_agent(&options.user_agent)
-            .build();
+            .user_agent(&options.user_agent);
+        // --tls-verify=false: HTTPS that accepts any certificate (Docker's
+        // insecure registry), before the fall-back to plain HTTP.
+        if !options.tls_verify {
+            if let Some(tls) = insecure::unverified_tls_config() {
+                agent = agent.tls_config(tls.clone());
+                probe_agent = probe_agent.tls_config(tls);
+            }
+        }
+        let agent = agent.build();
+        let probe_agent = probe_agent.build();
         RegistryClient {
             inner: Arc::new(Inner {
                 agent,

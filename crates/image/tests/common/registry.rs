@@ -3,7 +3,7 @@
 //! when the guard drops (also when the test panics).
 //!
 //! Needs `apt-get install -y docker-registry apache2-utils` (htpasswd).
-//! `TestRegistry::available()` lets a test skip cleanly where it is absent.
+//! `TestRegistry::available()` lets a test fail with the fix where it is absent.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -37,12 +37,22 @@ impl TestRegistry {
         TestRegistry::launch(Some((user, pass)))
     }
 
+    /// A registry serving HTTPS with a self-signed certificate for
+    /// 127.0.0.1 (made with openssl), so clients must skip verification.
+    pub fn start_with_self_signed_tls() -> TestRegistry {
+        TestRegistry::launch_with(None, true)
+    }
+
     /// Where the registry stores its data (to corrupt blobs in tests).
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
     fn launch(auth: Option<(&str, &str)>) -> TestRegistry {
+        TestRegistry::launch_with(auth, false)
+    }
+
+    fn launch_with(auth: Option<(&str, &str)>, tls: bool) -> TestRegistry {
         let mut dir = tempfile::Builder::new()
             .prefix("berth-test-registry-")
             .tempdir()
@@ -65,6 +75,36 @@ impl TestRegistry {
                 htpasswd.display()
             );
         }
+        let mut tls_section = String::new();
+        if tls {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let out = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .expect("run openssl (apt-get install -y openssl)");
+            assert!(
+                out.status.success(),
+                "openssl req failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tls_section = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            );
+        }
         // Try a few ports: another process may take the one we picked
         // between probing it and the registry binding it.
         for _ in 0..5 {
@@ -76,7 +116,7 @@ impl TestRegistry {
                 format!(
                     "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: {addr}\n{auth_section}",
+                     http:\n  addr: {addr}\n{tls_section}{auth_section}",
                     dir.path().join("data").display()
                 ),
             )
