@@ -426,6 +426,9 @@ impl LayerJob<'_> {
         // Read what the decompressor left (padding, or the rest after an
         // error) so the compressed digest covers the whole body.
         let drained = io::copy(&mut compressed, &mut io::sink());
+        // A body that could not be read to the end (network, or a full disk
+        // under the temporary blob) says so; its partial digest means nothing.
+        drained.map_err(|e| self.read_err(desc, e))?;
         let tee = compressed.into_inner();
         let (actual, size) = (tee.inner.digest(), tee.inner.bytes_read());
         if actual != desc.digest || size != desc.size {
@@ -443,7 +446,6 @@ impl LayerJob<'_> {
                 source,
             },
         })?;
-        drained.map_err(|e| self.read_err(desc, e))?;
         if tar_digest != *diff_id {
             return Err(PullError::DiffIdMismatch {
                 blob: desc.digest.clone(),
@@ -506,7 +508,9 @@ struct Tee<R, W> {
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
+        self.out
+            .write_all(&buf[..n])
+            .map_err(|e| io::Error::new(e.kind(), format!("write the temporary blob: {e}")))?;
         Ok(n)
     }
 }

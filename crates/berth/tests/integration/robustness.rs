@@ -114,3 +114,55 @@ fn a_pull_killed_at_any_moment_is_completed_by_the_next_pull() {
         assert_consistent(&root, &img, &name);
     }
 }
+
+/// Unmounts the tmpfs a test mounted over its store, also when it fails.
+struct TmpfsMount(std::path::PathBuf);
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_pull_with_one_line_and_the_next_pull_completes() {
+    let Some(reg) = registry() else { return };
+    let img = big_image();
+    let name = format!("{}/test/fulldisk:1", reg.addr);
+    push_image(&name, &img);
+    let root = Root::new();
+    // A 6 MiB store for an image of ~24 MiB (blobs + snapshots).
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "berth-test-full"])
+        .arg(root.path())
+        .status()
+        .expect("run mount (the test needs root)");
+    assert!(status.success(), "mount a small tmpfs over the store");
+    let _mounted = TmpfsMount(root.path().to_path_buf());
+
+    let err = root.fails(&["pull", "-q", &name]);
+    assert!(
+        err.contains("No space left on device"),
+        "the error says the disk is full: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(root.images().is_empty(), "no image recorded");
+    assert!(
+        root.entries("snapshots").is_empty() && root.entries("tmp").is_empty(),
+        "nothing half-done stays: snapshots {:?}, tmp {:?}",
+        root.entries("snapshots"),
+        root.entries("tmp")
+    );
+
+    let status = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(root.path())
+        .status()
+        .expect("remount the tmpfs larger");
+    assert!(status.success(), "grow the tmpfs");
+    root.ok(&["pull", "-q", &name]);
+    assert_consistent(&root, &img, &name);
+}
