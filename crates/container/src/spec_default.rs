@@ -42,7 +42,7 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// The default spec; `rootless` gives the `spec --rootless` variant (a user
+/// The default spec (runc's template, with hostname "berth"); `rootless` gives the `spec --rootless` variant (a user
 /// namespace mapping the caller's euid/egid to root, no network namespace,
 /// /sys bind-mounted, no device cgroup rules).
 pub fn default_spec(rootless: bool) -> Spec {
@@ -53,7 +53,7 @@ pub fn default_spec(rootless: bool) -> Spec {
             readonly: true,
         }),
         process: Some(default_process()),
-        hostname: Some("runc".to_string()),
+        hostname: Some("berth".to_string()),
         mounts: default_mounts(),
         linux: Some(default_linux()),
         ..Spec::default()
@@ -250,7 +250,7 @@ mod tests {
         let process = spec.process.as_ref().expect("process is set");
         assert_eq!(process.args, ["sh"]);
         assert!(process.terminal && process.no_new_privileges);
-        assert_eq!(spec.hostname.as_deref(), Some("runc"));
+        assert_eq!(spec.hostname.as_deref(), Some("berth"));
         assert!(spec.root.as_ref().is_some_and(|r| r.readonly));
     }
 
