@@ -42,9 +42,10 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// The default spec (runc's template, with hostname "berth"); `rootless` gives the `spec --rootless` variant (a user
-/// namespace mapping the caller's euid/egid to root, no network namespace,
-/// /sys bind-mounted, no device cgroup rules).
+/// The default spec: runc's template, with hostname "berth". `rootless`
+/// gives the `spec --rootless` variant (a user namespace mapping the
+/// caller's euid/egid to root, no network namespace, /sys bind-mounted, no
+/// device cgroup rules).
 pub fn default_spec(rootless: bool) -> Spec {
     let mut spec = Spec {
         oci_version: OCI_VERSION.to_string(),

@@ -499,10 +499,11 @@ fn unpack_or_hash<R: Read>(
     Ok((tar.digest(), tar.bytes_read()))
 }
 
-/// Copies what it reads into `out` (the temporary blob file).
-struct Tee<R, W> {
-    inner: R,
-    out: W,
+/// Copies what it reads into `out` (the temporary blob file); shared with
+/// `archive::ingest_layer`, which streams a layer the same way.
+pub(crate) struct Tee<R, W> {
+    pub(crate) inner: R,
+    pub(crate) out: W,
 }
 
 impl<R: Read, W: Write> Read for Tee<R, W> {

@@ -16,7 +16,7 @@ use nix::sys::stat::{fstat, SFlag};
 use nix::sys::statvfs::{fstatvfs, statvfs};
 
 use super::options::{parse_options, propagation_flag};
-use super::safe_path::{open_in_root, openat2, proc_fd};
+use super::safe_path::{open_in_root, proc_fd};
 use super::{mount_flags_of, open_dir, sys_err, RootfsError};
 use crate::spec::Spec;
 
@@ -91,14 +91,19 @@ pub(crate) fn sysctl_path(key: &str) -> Result<PathBuf, RootfsError> {
 fn write_sysctl(key: &str, value: &str) -> Result<(), RootfsError> {
     let rel = sysctl_path(key)?;
     let what = format!("linux.sysctl {key}");
-    let sys = open_dir(Path::new("/proc/sys"), OFlag::O_PATH)
+    let proc_sys = open_dir(Path::new("/proc/sys"), OFlag::O_PATH)
         .map_err(sys_err(&what, "open /proc/sys"))?;
-    let resolve = libc::RESOLVE_BENEATH
-        | libc::RESOLVE_NO_SYMLINKS
-        | libc::RESOLVE_NO_MAGICLINKS
-        | libc::RESOLVE_NO_XDEV;
-    let fd = openat2(sys.as_fd(), &rel, OFlag::O_WRONLY | OFlag::O_TRUNC, resolve)
-        .map_err(sys_err(&what, &format!("open /proc/sys/{}", rel.display())))?;
+    let resolve = sys::RESOLVE_BENEATH
+        | sys::RESOLVE_NO_SYMLINKS
+        | sys::RESOLVE_NO_MAGICLINKS
+        | sys::RESOLVE_NO_XDEV;
+    let fd = sys::openat2(
+        proc_sys.as_fd(),
+        &rel,
+        OFlag::O_WRONLY | OFlag::O_TRUNC,
+        resolve,
+    )
+    .map_err(sys_err(&what, &format!("open /proc/sys/{}", rel.display())))?;
     std::fs::File::from(fd)
         .write_all(value.as_bytes())
         .map_err(|e| {

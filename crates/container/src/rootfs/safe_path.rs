@@ -4,8 +4,9 @@
 //! device path may be a symlink to `/etc`, to `../../..`, or to a host path
 //! that does not exist yet. Everything here is fd-relative and every lookup
 //! goes through `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so the
-//! kernel treats the rootfs fd as `/` for symlinks and `..` alike. Missing
-//! components are created one at a time with `mkdirat`/`openat(O_EXCL)` in a
+//! kernel treats the rootfs fd as `/` for symlinks and `..` alike (the
+//! syscall wrapper is [`sys::openat2`], shared with the image crate).
+//! Missing components are created one at a time with `mkdirat`/`openat(O_EXCL)` in a
 //! directory fd already resolved inside the root; a dangling symlink is
 //! expanded in user space (its target is again resolved in the root), so a
 //! link to a missing host path creates that path *inside* the rootfs.
@@ -14,9 +15,8 @@
 //! runc does, so the kernel mounts exactly on the inode resolved here.
 
 use std::collections::VecDeque;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -33,56 +33,6 @@ pub(crate) enum Kind {
     File,
 }
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// Raw `openat2(2)`; retries on EAGAIN/EINTR, which openat2 returns when a
-/// concurrent rename makes a `..` lookup unsafe.
-pub(crate) fn openat2(
-    dir: BorrowedFd<'_>,
-    path: &Path,
-    flags: OFlag,
-    resolve: u64,
-) -> Result<OwnedFd, Errno> {
-    let path = if path.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        path
-    };
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
-        mode: 0,
-        resolve,
-    };
-    for _ in 0..16 {
-        // SAFETY: cpath is a valid NUL-terminated string and `how` a valid
-        // open_how of the size passed; both outlive the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir.as_raw_fd(),
-                cpath.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if ret >= 0 {
-            // SAFETY: openat2 returned a new fd that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(ret as libc::c_int) });
-        }
-        match Errno::last() {
-            Errno::EAGAIN | Errno::EINTR => continue,
-            e => return Err(e),
-        }
-    }
-    Err(Errno::EAGAIN)
-}
-
 /// Opens `path` (absolute or relative, always taken relative to `root`)
 /// with `root` as `/`.
 pub(crate) fn open_in_root(
@@ -90,11 +40,11 @@ pub(crate) fn open_in_root(
     path: &Path,
     flags: OFlag,
 ) -> Result<OwnedFd, Errno> {
-    openat2(
+    sys::openat2(
         root,
         &relative(path),
         flags,
-        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS,
     )
 }
 

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use serde_json::json;
 
-use super::{ingest_layer, rfc3339_now, ArchiveError, LayerExpect};
+use super::{ingest_layer, ArchiveError, LayerExpect};
 use crate::digest::Digest;
 use crate::manifest::{Platform, MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST};
 use crate::reference::Reference;
@@ -32,7 +32,7 @@ pub fn import(
         },
     )?;
     let host = Platform::host();
-    let created = rfc3339_now();
+    let created = sys::time::rfc3339(std::time::SystemTime::now(), false);
     let config = json!({
         "architecture": host.architecture,
         "os": host.os,

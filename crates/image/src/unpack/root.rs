@@ -7,12 +7,11 @@
 //! component is created by the `*at` call itself with `O_EXCL`/no-follow
 //! semantics; whatever already sits there is removed first (fd-relative,
 //! never following a symlink), so no write ever goes through a link.
-//! Adapted from `container::rootfs::safe_path`, which the image crate may not
-//! depend on.
+//! The `openat2` wrapper is [`sys::openat2`], shared with
+//! `container::rootfs::safe_path` (which the image crate may not depend on).
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::dir::Dir;
@@ -23,57 +22,7 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::entry::Timestamp;
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const IN_ROOT: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-
-/// Raw `openat2(2)`; retries on EAGAIN/EINTR, which openat2 returns when a
-/// concurrent rename makes a `..` lookup unsafe.
-pub(crate) fn openat2(
-    dir: RawFd,
-    path: &Path,
-    flags: OFlag,
-    resolve: u64,
-) -> Result<OwnedFd, Errno> {
-    let path = if path.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        path
-    };
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
-        mode: 0,
-        resolve,
-    };
-    for _ in 0..16 {
-        // SAFETY: cpath is a valid NUL-terminated string and `how` a valid
-        // open_how of the size passed; both outlive the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                cpath.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if ret >= 0 {
-            // SAFETY: openat2 returned a new fd that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(ret as libc::c_int) });
-        }
-        match Errno::last() {
-            Errno::EAGAIN | Errno::EINTR => continue,
-            e => return Err(e),
-        }
-    }
-    Err(Errno::EAGAIN)
-}
+const IN_ROOT: u64 = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
 
 /// The layer directory being filled.
 pub(crate) struct LayerRoot {
@@ -84,15 +33,15 @@ impl LayerRoot {
     /// Opens `dest`, which must be a directory (a symlink is refused).
     pub(crate) fn open(dest: &Path) -> Result<LayerRoot, Errno> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
-        let fd = openat2(libc::AT_FDCWD, dest, flags, 0)?;
+        let fd = sys::openat2(sys::CWD, dest, flags, 0)?;
         Ok(LayerRoot { fd })
     }
 
     /// Opens the directory `rel` inside the layer (read-only, so the fd
     /// serves fchown/fsetxattr as well as `*at` calls).
     pub(crate) fn open_dir(&self, rel: &Path) -> Result<OwnedFd, Errno> {
-        openat2(
-            self.fd.as_raw_fd(),
+        sys::openat2(
+            self.fd.as_fd(),
             rel,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY,
             IN_ROOT,
@@ -103,7 +52,7 @@ impl LayerRoot {
     /// final component, for re-finding a directory an entry created.
     pub(crate) fn open_dir_nofollow(&self, rel: &Path) -> Result<OwnedFd, Errno> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
-        openat2(self.fd.as_raw_fd(), rel, flags, IN_ROOT)
+        sys::openat2(self.fd.as_fd(), rel, flags, IN_ROOT)
     }
 
     /// Opens directory `rel`, creating missing components as 0755
