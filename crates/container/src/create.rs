@@ -108,6 +108,7 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
             "process: missing in config.json, nothing to run".into(),
         ));
     }
+    crate::support::check_spec(&spec)?;
     if spec.namespace(NamespaceType::Mount).is_none() {
         return Err(ContainerError::Invalid(
             "linux.namespaces: a mount namespace is required".into(),

@@ -53,6 +53,7 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<i32> {
         }
     }
     let p = &opts.process;
+    crate::support::check_process(p)?;
     if p.args.is_empty() {
         return Err(ContainerError::Invalid("exec: no command given".into()));
     }

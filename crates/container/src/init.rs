@@ -192,6 +192,9 @@ pub(crate) fn prepare_process(spec: &Spec, p: &Process, is_init: bool) -> Result
     if let Some(prio) = &p.io_priority {
         process::set_io_priority(prio)?;
     }
+    if let Some(sched) = &p.scheduler {
+        crate::scheduler::apply(sched)?;
+    }
     if let Some(pers) = &spec.linux().personality {
         process::set_personality(pers)?;
     }

@@ -21,11 +21,13 @@ pub mod log;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod scheduler;
 pub mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod spec_default;
 pub mod state;
+pub mod support;
 mod sync;
 pub mod update;
 

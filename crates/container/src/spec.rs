@@ -106,8 +106,12 @@ pub struct Process {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_priority: Option<IoPriority>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduler: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<Scheduler>,
+    #[serde(
+        default,
+        rename = "execCPUAffinity",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exec_cpu_affinity: Option<serde_json::Value>,
 }
 
@@ -153,6 +157,25 @@ pub struct Rlimit {
     pub kind: String,
     pub hard: u64,
     pub soft: u64,
+}
+
+/// `process.scheduler` (runtime-spec 1.2): `sched_setattr(2)`'s fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scheduler {
+    pub policy: String,
+    #[serde(default)]
+    pub nice: i32,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub runtime: u64,
+    #[serde(default)]
+    pub deadline: u64,
+    #[serde(default)]
+    pub period: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -211,3 +211,32 @@ fn oom_score_adj_is_raised() {
     let out = b.run().ok("run");
     assert_eq!(out.stdout.trim(), "500", "oom_score_adj");
 }
+
+#[test]
+fn scheduler_policy_is_applied() {
+    if !is_berth() {
+        return; // runc 1.1 predates process.scheduler (runtime-spec 1.2)
+    }
+    let mut b = Bundle::new();
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    // Field 41 of /proc/self/stat is the policy (SCHED_BATCH = 3), 19 the nice value.
+    b.args(&["sh", "-c", "cut -d' ' -f19,41 /proc/self/stat"]);
+    let out = b.run().ok("run");
+    assert_eq!(out.stdout.trim(), "7 3", "nice and policy of the process");
+}
+
+#[test]
+fn exec_cpu_affinity_is_refused_not_ignored() {
+    if !is_berth() {
+        return; // runc 1.1 ignores fields it does not know
+    }
+    let mut b = Bundle::new();
+    b.config["process"]["execCPUAffinity"] = json!({"initial": "0"});
+    b.args(&["true"]);
+    let out = b.run().fails("create with execCPUAffinity");
+    assert!(
+        out.stderr.contains("process.execCPUAffinity"),
+        "the error names the field: {}",
+        out.stderr
+    );
+}
