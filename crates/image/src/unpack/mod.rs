@@ -27,6 +27,7 @@
 //! blocks, so a digest computed by the caller on it is the layer's diff_id.
 
 mod entry;
+mod guard;
 mod root;
 #[cfg(test)]
 mod tests;
@@ -142,7 +143,7 @@ pub fn unpack_layer<R: Read>(
         stats: UnpackStats::default(),
         buf: vec![0; COPY_BUFFER],
     };
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = tar::Archive::new(guard::HeaderGuard::new(tar));
     for e in archive.entries().map_err(UnpackError::Read)? {
         let mut e = e.map_err(UnpackError::Read)?;
         u.apply(&mut e).map_err(|source| UnpackError::Entry {
