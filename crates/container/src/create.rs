@@ -135,6 +135,7 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
         ));
     }
     let plan = NamespacePlan::from_spec(&spec)?;
+    let seccomp = crate::init::compile_seccomp(&spec)?;
 
     let cgroup_path = cgroups::resolve_cgroups_path(
         spec.linux().cgroups_path.as_deref(),
@@ -188,6 +189,7 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
             preserve_fds: opts.preserve_fds,
             id: &opts.id,
             namespaces_joined: two_stages,
+            seccomp,
         })
     }
     drop(init_sock);

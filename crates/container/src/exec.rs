@@ -65,6 +65,7 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<i32> {
     // Exec'd processes must not hold the container's lock while they run.
     drop(dir);
     let joins = open_namespaces(state.pid)?;
+    let filter = init::compile_seccomp(&state.config)?;
     let cgroup = Cgroup::open(&state.cgroup_path)?;
     let (runtime_sock, child_sock) = sync::pair().map_err(crate::error::sys_err("socketpair"))?;
     for j in joins
@@ -84,7 +85,7 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<i32> {
         std::mem::forget(runtime_sock);
         let mut config = state.config.clone();
         config.process = Some(p.clone());
-        let err = match child(&config, &joins, child_sock, opts) {
+        let err = match child(&config, &joins, child_sock, opts, filter) {
             Ok(never) => match never {},
             Err((sock, e)) => (sock, e),
         };
@@ -174,8 +175,9 @@ fn child(
     joins: &[Join],
     sock: OwnedFd,
     opts: &ExecOptions,
+    filter: Option<crate::seccomp::SeccompProgram>,
 ) -> std::result::Result<std::convert::Infallible, ChildError> {
-    match child_inner(config, joins, &sock, opts) {
+    match child_inner(config, joins, &sock, opts, filter) {
         Ok(never) => match never {},
         Err(e) => Err((sock, e)),
     }
@@ -186,6 +188,7 @@ fn child_inner(
     joins: &[Join],
     sock: &OwnedFd,
     opts: &ExecOptions,
+    filter: Option<crate::seccomp::SeccompProgram>,
 ) -> Result<std::convert::Infallible> {
     match sync::recv(sock.as_fd()).map_err(crate::error::sys_err("sync with runtime"))? {
         Some(Message::Go(_)) => {}
@@ -231,7 +234,7 @@ fn child_inner(
         )?;
     }
     drop(console_conn);
-    let program = init::prepare_process(config, p, false)?;
+    let program = init::prepare_process(config, p, false, filter)?;
     let keep = [std::os::fd::AsRawFd::as_raw_fd(sock)];
     init::close_all_but(3 + opts.preserve_fds as i32, &keep);
     init::clear_cloexec(3, opts.preserve_fds);

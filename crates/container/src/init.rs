@@ -36,6 +36,16 @@ pub(crate) struct InitArgs<'a> {
     pub id: &'a str,
     /// A two-stage spawn already joined the namespaces and became root.
     pub namespaces_joined: bool,
+    /// `linux.seccomp`, compiled by the runtime.
+    pub seccomp: Option<seccomp::SeccompProgram>,
+}
+
+/// Compiles `linux.seccomp` in the runtime, before any fork.
+pub(crate) fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::SeccompProgram>> {
+    Ok(match &spec.linux().seccomp {
+        Some(s) => Some(seccomp::compile(s)?),
+        None => None,
+    })
 }
 
 /// Entry point of the container's init; never returns.
@@ -132,7 +142,7 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible> {
     drop(console_conn);
     rootfs::finalize(a.spec)?;
 
-    let program = prepare_process(a.spec, process, true)?;
+    let program = prepare_process(a.spec, process, true, a.seccomp.clone())?;
     // The fifo is reopened through /proc; keep only the fds that must stay.
     let fifo_num = a.fifo.as_ref().map(|f| f.as_raw_fd());
     sync::send(sync, &Message::Ready).map_err(crate::error::sys_err("sync"))?;
@@ -181,8 +191,16 @@ impl Program {
 
 /// The shared part of init and exec: limits, identity, capabilities,
 /// seccomp. Follows runc's order: seccomp is loaded early (while we still
-/// hold CAP_SYS_ADMIN) unless no_new_privs allows loading it last.
-pub(crate) fn prepare_process(spec: &Spec, p: &Process, is_init: bool) -> Result<Program> {
+/// hold CAP_SYS_ADMIN) unless no_new_privs allows loading it last. The
+/// filter was compiled by the runtime before the fork (`compile_seccomp`),
+/// so a bad profile fails before any namespace exists and no libseccomp
+/// code runs in the container's process.
+pub(crate) fn prepare_process(
+    spec: &Spec,
+    p: &Process,
+    is_init: bool,
+    filter: Option<seccomp::SeccompProgram>,
+) -> Result<Program> {
     if is_init {
         if let Some(adj) = p.oom_score_adj {
             process::set_oom_score_adj(adj)?;
@@ -203,10 +221,6 @@ pub(crate) fn prepare_process(spec: &Spec, p: &Process, is_init: bool) -> Result
         .first()
         .ok_or_else(|| ContainerError::Invalid("process.args: empty".into()))?;
     let path = process::find_executable(arg0, &p.env)?;
-    let filter = match &spec.linux().seccomp {
-        Some(s) => Some(seccomp::compile(s)?),
-        None => None,
-    };
     let mut seccomp_late = None;
     if let Some(f) = filter {
         if p.no_new_privileges {
