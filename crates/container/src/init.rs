@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use crate::capabilities::{self, CapabilitySets};
@@ -129,6 +130,7 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible> {
         .process
         .as_ref()
         .ok_or_else(|| ContainerError::Invalid("process: missing".into()))?;
+    create_cwd(&process.cwd)?;
     if process.terminal {
         let pty = console::new_pty(process.console_size)?;
         console::attach_slave(&pty.slave_path, true)?;
@@ -277,6 +279,19 @@ pub(crate) fn become_root_in_userns() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Like runc, init creates a missing `process.cwd` (0755, inside the new
+/// root, before `/` may be made read-only); `exec` does not.
+fn create_cwd(cwd: &Path) -> Result<()> {
+    if cwd.as_os_str().is_empty() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(cwd)
+        .map_err(io_err("create process.cwd", cwd))
 }
 
 fn set_hostname(spec: &Spec) -> Result<()> {

@@ -21,4 +21,5 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod signals;
+mod spec_fields;
 mod terminal;

@@ -59,7 +59,7 @@ fn detached_pass_through() {
 }
 
 /// Receive one fd sent with SCM_RIGHTS on `sock`.
-fn recv_fd(sock: RawFd) -> OwnedFd {
+pub(crate) fn recv_fd(sock: RawFd) -> OwnedFd {
     let mut data = [0u8; 4096];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
@@ -97,7 +97,7 @@ fn recv_fd(sock: RawFd) -> OwnedFd {
 }
 
 /// Read a pty master in the background until EIO (all slaves closed).
-fn drain(master: OwnedFd) -> Arc<Mutex<Vec<u8>>> {
+pub(crate) fn drain(master: OwnedFd) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let b = buf.clone();
     thread::spawn(move || {
@@ -113,7 +113,7 @@ fn drain(master: OwnedFd) -> Arc<Mutex<Vec<u8>>> {
     buf
 }
 
-fn wait_for_text(buf: &Arc<Mutex<Vec<u8>>>, needle: &str, what: &str) -> String {
+pub(crate) fn wait_for_text(buf: &Arc<Mutex<Vec<u8>>>, needle: &str, what: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
