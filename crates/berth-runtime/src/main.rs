@@ -153,6 +153,9 @@ fn create_options(a: cli::CreateArgs) -> create::CreateOptions {
 fn print_version() {
     println!("berth-runtime version {}", env!("CARGO_PKG_VERSION"));
     println!("spec: {}", container::spec::OCI_VERSION);
+    if let Some(v) = container::seccomp::library_version() {
+        println!("libseccomp: {v}");
+    }
 }
 
 fn run_exec(rt: &Runtime, a: cli::ExecArgs) -> anyhow::Result<i32> {

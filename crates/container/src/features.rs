@@ -139,11 +139,8 @@ fn annotations() -> Value {
          cgroupsPath is mapped to the cgroupfs path systemd would use"
             .into(),
     );
-    if let Ok(v) = libseccomp::ScmpVersion::current() {
-        a.insert(
-            "io.github.seccomp.libseccomp.version".into(),
-            format!("{}.{}.{}", v.major, v.minor, v.micro).into(),
-        );
+    if let Some(v) = crate::seccomp::library_version() {
+        a.insert("io.github.seccomp.libseccomp.version".into(), v.into());
     }
     Value::Object(a)
 }

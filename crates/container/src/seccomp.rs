@@ -176,6 +176,13 @@ pub fn supported_actions() -> Vec<&'static str> {
         .collect()
 }
 
+/// The version of the libseccomp linked in, e.g. "2.5.4".
+pub fn library_version() -> Option<String> {
+    libseccomp::ScmpVersion::current()
+        .ok()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+}
+
 /// Argument comparison operators (for `features`).
 pub fn supported_operators() -> Vec<&'static str> {
     OPERATORS.to_vec()
