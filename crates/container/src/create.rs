@@ -135,7 +135,7 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
         ));
     }
     let plan = NamespacePlan::from_spec(&spec)?;
-    let seccomp = crate::init::compile_seccomp(&spec)?;
+    let seccomp = crate::init::compile_seccomp(&spec, rt)?;
 
     let cgroup_path = cgroups::resolve_cgroups_path(
         spec.linux().cgroups_path.as_deref(),

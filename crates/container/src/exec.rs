@@ -65,7 +65,7 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<i32> {
     // Exec'd processes must not hold the container's lock while they run.
     drop(dir);
     let joins = open_namespaces(state.pid)?;
-    let filter = init::compile_seccomp(&state.config)?;
+    let filter = init::compile_seccomp(&state.config, rt)?;
     let cgroup = Cgroup::open(&state.cgroup_path)?;
     let (runtime_sock, child_sock) = sync::pair().map_err(crate::error::sys_err("socketpair"))?;
     for j in joins

@@ -41,10 +41,14 @@ pub(crate) struct InitArgs<'a> {
     pub seccomp: Option<seccomp::SeccompProgram>,
 }
 
-/// Compiles `linux.seccomp` in the runtime, before any fork.
-pub(crate) fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::SeccompProgram>> {
+/// Compiles `linux.seccomp` in the runtime, before any fork, through the
+/// cache under the runtime's root (see `seccomp::cache`).
+pub(crate) fn compile_seccomp(
+    spec: &Spec,
+    rt: &crate::Runtime,
+) -> Result<Option<seccomp::SeccompProgram>> {
     Ok(match &spec.linux().seccomp {
-        Some(s) => Some(seccomp::compile(s)?),
+        Some(s) => Some(seccomp::cache::compile_cached(s, &rt.seccomp_cache_dir())?),
         None => None,
     })
 }

@@ -43,6 +43,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Compiled seccomp filters (`<root>/#seccomp`: `#` is never part of a
+    /// container id, so the name cannot clash with a container).
+    pub fn seccomp_cache_dir(&self) -> PathBuf {
+        self.root.join("#seccomp")
+    }
+
     /// The default state root: `/run/berth-runtime` for root,
     /// `$XDG_RUNTIME_DIR/berth-runtime` otherwise.
     pub fn default_root() -> PathBuf {

@@ -789,3 +789,172 @@ vmsplice";
         .expect("child");
     }
 }
+
+/// The on-disk cache of compiled filters (crun does the same): compiling a
+/// profile like podman's default costs far more than the rest of a container
+/// start, and almost every container of a host uses the same few profiles.
+///
+/// A cache file holds the exact key it was made for — the profile as JSON,
+/// the kernel release and the libseccomp version — and is used only when
+/// that key matches byte for byte, so a hash collision or a stale file can
+/// never load the wrong filter. Files are written under a temporary name
+/// and renamed; a broken or unreadable file is simply recompiled.
+pub mod cache {
+    use std::hash::{Hash, Hasher};
+    use std::io::Write;
+    use std::path::Path;
+
+    use super::{compile, SeccompError, SeccompProgram};
+    use crate::spec::Seccomp;
+
+    const MAGIC: &[u8; 8] = b"BERTHSC1";
+    /// Past this many profiles the cache is emptied before it grows.
+    const MAX_ENTRIES: usize = 64;
+
+    /// `compile`, through the cache in `dir` (created if missing).
+    pub fn compile_cached(s: &Seccomp, dir: &Path) -> Result<SeccompProgram, SeccompError> {
+        let key = key(s);
+        let path = dir.join(file_name(&key));
+        if let Some(p) = std::fs::read(&path).ok().and_then(|d| decode(&d, &key)) {
+            return Ok(p);
+        }
+        let p = compile(s)?;
+        // Best effort: a cache that cannot be written only costs time.
+        let _ = store(dir, &path, &key, &p);
+        Ok(p)
+    }
+
+    fn key(s: &Seccomp) -> Vec<u8> {
+        let mut key = serde_json::to_vec(s).unwrap_or_default();
+        key.push(0);
+        key.extend_from_slice(
+            nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        key.push(0);
+        key.extend_from_slice(super::library_version().unwrap_or_default().as_bytes());
+        key
+    }
+
+    fn file_name(key: &[u8]) -> String {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        format!("{:016x}.bpf", h.finish())
+    }
+
+    fn encode(key: &[u8], p: &SeccompProgram) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + key.len() + p.filter.len() * 8);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&p.flags.to_le_bytes());
+        out.extend_from_slice(&(p.filter.len() as u32).to_le_bytes());
+        for ins in &p.filter {
+            out.extend_from_slice(&ins.code.to_le_bytes());
+            out.push(ins.jt);
+            out.push(ins.jf);
+            out.extend_from_slice(&ins.k.to_le_bytes());
+        }
+        let skipped = p.skipped.join("\n");
+        out.extend_from_slice(&(skipped.len() as u32).to_le_bytes());
+        out.extend_from_slice(skipped.as_bytes());
+        out
+    }
+
+    /// The program in `data`, if `data` is a well-formed file for `key`.
+    fn decode(data: &[u8], key: &[u8]) -> Option<SeccompProgram> {
+        let mut rest = data.strip_prefix(MAGIC.as_slice())?;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+            rest = tail;
+            Some(head)
+        };
+        let u32_at = |b: &[u8]| b.try_into().ok().map(u32::from_le_bytes);
+        let key_len = u32_at(take(4)?)? as usize;
+        if take(key_len)? != key {
+            return None;
+        }
+        let flags = u32_at(take(4)?)?;
+        let count = u32_at(take(4)?)? as usize;
+        let mut filter = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let ins = take(8)?;
+            filter.push(libc::sock_filter {
+                code: u16::from_le_bytes([ins[0], ins[1]]),
+                jt: ins[2],
+                jf: ins[3],
+                k: u32::from_le_bytes([ins[4], ins[5], ins[6], ins[7]]),
+            });
+        }
+        let skipped_len = u32_at(take(4)?)? as usize;
+        let skipped = std::str::from_utf8(take(skipped_len)?).ok()?;
+        Some(SeccompProgram {
+            filter,
+            flags,
+            skipped: skipped
+                .split('\n')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        })
+    }
+
+    fn store(dir: &Path, path: &Path, key: &[u8], p: &SeccompProgram) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        if std::fs::read_dir(dir)?.count() >= MAX_ENTRIES {
+            for e in std::fs::read_dir(dir)?.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&encode(key, p))?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn profile() -> Seccomp {
+            serde_json::from_str(
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],
+                    "syscalls":[{"names":["mkdir","nosuchcall"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+            )
+            .expect("profile")
+        }
+
+        #[test]
+        fn a_cached_program_equals_a_fresh_one() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let fresh = compile(&profile()).expect("compile");
+            let first = compile_cached(&profile(), dir.path()).expect("first");
+            let second = compile_cached(&profile(), dir.path()).expect("from cache");
+            for p in [&first, &second] {
+                assert_eq!(p.flags, fresh.flags);
+                assert_eq!(p.skipped, fresh.skipped);
+                assert_eq!(p.filter.len(), fresh.filter.len());
+                for (a, b) in p.filter.iter().zip(&fresh.filter) {
+                    assert_eq!((a.code, a.jt, a.jf, a.k), (b.code, b.jt, b.jf, b.k));
+                }
+            }
+            assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+        }
+
+        #[test]
+        fn a_file_for_another_key_or_a_broken_file_is_not_used() {
+            let p = compile(&profile()).expect("compile");
+            let data = encode(b"key-a", &p);
+            assert!(decode(&data, b"key-a").is_some());
+            assert!(decode(&data, b"key-b").is_none(), "another profile");
+            assert!(
+                decode(&data[..data.len() - 3], b"key-a").is_none(),
+                "truncated"
+            );
+            assert!(decode(b"garbage", b"key-a").is_none());
+        }
+    }
+}
