@@ -8,6 +8,7 @@
 # runtime pays the same). All runtimes run in ONE hyperfine invocation.
 #
 # Environment: RUNS (default 100), WARMUP (default 10), RSS_RUNS (default 20),
+# SECCOMP=podman (run with podman's default seccomp profile),
 # BERTH (default target/release/berth-runtime, built here), RUNC, CRUN,
 # OUT (hyperfine JSON export, default /tmp/berth-bench-runtime-start.json).
 set -euo pipefail
@@ -70,6 +71,26 @@ hugetlb_v1() {
 
 bundle=$tmp/bundle
 SPEC_RUNTIME=${RUNC:-} "$here/scripts/make-busybox-bundle" "$bundle" true 2>/dev/null
+# SECCOMP=podman: add podman's default seccomp profile (what podman, Docker
+# and Kubernetes pass to a runtime), converted to the OCI form for x86-64.
+profile="none"
+if [ "${SECCOMP:-}" = podman ]; then
+  src=/usr/share/containers/seccomp.json
+  [ -r "$src" ] || die "SECCOMP=podman needs $src (apt-get install podman)"
+  jq --slurpfile p "$src" '.linux.seccomp = {
+      defaultAction: $p[0].defaultAction,
+      defaultErrnoRet: ($p[0].defaultErrnoRet // 1),
+      architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+      syscalls: [$p[0].syscalls[]
+        | select(((.includes.caps // []) | length) == 0
+                 and ((.includes.arches // ["amd64"]) | index("amd64")))
+        | {names, action}
+          + (if .args then {args} else {} end)
+          + (if .errnoRet then {errnoRet} else {} end)]}' \
+    "$bundle/config.json" >"$bundle/config.json.new"
+  mv "$bundle/config.json.new" "$bundle/config.json"
+  profile="podman's default"
+fi
 
 # wrapper NAME BINARY: a script that runs one container with a fresh id ($$
 # of the wrapper) and deletes it; prints the wrapper's path.
@@ -124,7 +145,7 @@ for i in "${!names[@]}"; do
 done
 
 echo
-echo "container run+delete of 'true' (busybox bundle), $RUNS runs, $(nproc) CPUs, $(uname -r)"
+echo "container run+delete of 'true' (busybox bundle, seccomp: $profile), $RUNS runs, $(nproc) CPUs, $(uname -r)"
 jq -r --slurpfile rss "$rss_json" '
   def ms: . * 1000 | . * 100 | round / 100;
   def ratio($a; $b): if $b == null or $b == 0 then "-" else ($a / $b * 100 | round / 100 | tostring) + "x" end;
