@@ -473,7 +473,7 @@ fn login(a: LoginArgs) -> Result<()> {
             io::stdin().read_to_string(&mut s)?;
             s.trim_end_matches(['\n', '\r']).to_string()
         }
-        (None, false) => prompt("Password: ")?,
+        (None, false) => prompt_secret("Password: ")?,
     };
     if password.is_empty() {
         bail!("error: password required");
@@ -500,4 +500,26 @@ fn prompt(label: &str) -> Result<String> {
     let mut s = String::new();
     io::stdin().read_line(&mut s)?;
     Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Like `prompt`, with the terminal's echo off while the secret is typed.
+fn prompt_secret(label: &str) -> Result<String> {
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: termios is plain data; tcgetattr fills it or fails.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 0 and a valid pointer to a local termios.
+    let is_tty = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if is_tty {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: as above, with a termios derived from the current one.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let answer = prompt(label);
+    if is_tty {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    }
+    answer
 }
