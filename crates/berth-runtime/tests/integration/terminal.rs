@@ -240,3 +240,30 @@ fn terminal_without_console_socket_for_create_fails() {
         b.state_entries()
     );
 }
+
+#[test]
+fn exec_with_tty_relays_through_the_runtime_and_returns_the_exit_code() {
+    let mut b = Bundle::new();
+    b.start_sleeper();
+    let (master, slave) = open_pty();
+    let mut c = b.command(&[
+        "exec",
+        "-t",
+        &b.id,
+        "sh",
+        "-c",
+        "echo exec-tty; tty; echo END; exit 3",
+    ]);
+    let s = File::from(slave);
+    c.stdin(s.try_clone().unwrap())
+        .stdout(s.try_clone().unwrap())
+        .stderr(s);
+    let mut child = c.spawn().unwrap();
+    drop(c); // close our copies of the slave
+    let buf = drain(master);
+    let st = wait_timeout(&mut child, TIMEOUT, "exec -t");
+    let text = wait_for_text(&buf, "END", "exec -t");
+    assert_eq!(st.code(), Some(3), "exec -t exit code, output {text:?}");
+    assert_contains(&text, "exec-tty", "relayed terminal output");
+    assert_contains(&text, "/dev/pts/", "the exec'd process has a tty");
+}
