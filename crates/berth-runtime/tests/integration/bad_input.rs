@@ -133,3 +133,43 @@ fn missing_program_fails_start_or_create() {
         );
     }
 }
+
+/// containerd's shim reads the runtime's `--log` (JSON) to explain a failed
+/// create: the error must be there as a JSON line with level "error".
+#[test]
+fn json_log_records_the_error_for_containerd() {
+    let mut b = Bundle::new();
+    b.config["root"]["path"] = json!("no-such-rootfs");
+    b.write_config();
+    let log = b.dir().join("log.json");
+    let bundle = b.dir().to_str().unwrap().to_string();
+    let log_arg = log.to_str().unwrap().to_string();
+    b.rt(&[
+        "--log",
+        &log_arg,
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        &bundle,
+        &b.id,
+    ])
+    .fails("create with a missing rootfs");
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let errors: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["level"] == "error")
+        .collect();
+    assert!(
+        !errors.is_empty(),
+        "an error entry in the JSON log, got: {text:?}"
+    );
+    let msg = errors[errors.len() - 1]["msg"].as_str().unwrap_or_default();
+    if is_berth() {
+        assert!(
+            msg.contains("no-such-rootfs"),
+            "the message names the path: {msg}"
+        );
+    }
+}
