@@ -150,9 +150,18 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
         cgroup: None,
         child: None,
     };
-    cgroup.create()?;
-    undo.cgroup = Some(&cgroup);
-    cgroup.apply(&effective_resources(&spec))?;
+    let without_cgroup = match cgroup.create() {
+        Ok(()) => {
+            undo.cgroup = Some(&cgroup);
+            cgroup.apply(&effective_resources(&spec))?;
+            false
+        }
+        Err(e) if rootless_may_skip_cgroup(&e, &spec) => {
+            crate::log::debug(&format!("rootless without a delegated cgroup: {e}"));
+            true
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     let fifo_path = dir.fifo_path();
     make_fifo(&fifo_path, host_root_ids(&spec))?;
@@ -200,7 +209,9 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
         let linux = spec.linux();
         namespaces::write_id_maps(pid, &linux.uid_mappings, &linux.gid_mappings)?;
     }
-    cgroup.add_task(pid)?;
+    if !without_cgroup {
+        cgroup.add_task(pid)?;
+    }
 
     let owner = owner_name();
     let mut state = ContainerState {
@@ -215,6 +226,7 @@ pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Resul
         init_start_time: state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0),
         cgroup_path,
         systemd_cgroup: rt.systemd_cgroup,
+        without_cgroup,
         config: spec,
     };
     let creating_json = oci_json(&state, Status::Creating);
@@ -502,4 +514,25 @@ fn intermediate(plan: &NamespacePlan, sock: BorrowedFd<'_>) -> Result<i32> {
         namespaces::unshare(rest, "namespaces")?;
     }
     namespaces::clone_process(0).map_err(crate::error::sys_err("fork container init"))
+}
+
+/// A rootless container may run without a cgroup when the caller has none
+/// delegated (EACCES/EPERM) and the spec asks for no limits: runc's rule.
+/// Asking for limits that cannot be applied stays an error.
+fn rootless_may_skip_cgroup(e: &cgroups::CgroupError, spec: &Spec) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return false;
+    }
+    let denied = matches!(
+        e,
+        cgroups::CgroupError::Mkdir { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
+    );
+    let limits = spec.linux().resources.as_ref().is_some_and(|r| {
+        let mut r = r.clone();
+        r.devices = None; // runc's rootless default is "no device rules"
+        r != cgroups::LinuxResources::default()
+    });
+    denied && !limits
 }

@@ -11,8 +11,6 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
-use cgroups::Cgroup;
-
 use crate::console;
 use crate::create::{close_fd, write_pid_file};
 use crate::error::{ContainerError, Result};
@@ -66,26 +64,37 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<i32> {
     drop(dir);
     let joins = open_namespaces(state.pid)?;
     let filter = init::compile_seccomp(&state.config, rt)?;
-    let cgroup = Cgroup::open(&state.cgroup_path)?;
+    let cgroup = state.cgroup()?;
     let (runtime_sock, child_sock) = sync::pair().map_err(crate::error::sys_err("socketpair"))?;
-    for j in joins
-        .iter()
-        .filter(|j| matches!(j.kind, NamespaceType::Pid | NamespaceType::Time))
-    {
-        namespaces::setns(j)?;
+    // With a user namespace, everything is joined from inside it, by an
+    // intermediate (an unprivileged caller has no rights on the container's
+    // pid namespace until it is in the container's user namespace).
+    let two_stages = joins.iter().any(|j| j.kind == NamespaceType::User);
+    if !two_stages {
+        for j in joins
+            .iter()
+            .filter(|j| matches!(j.kind, NamespaceType::Pid | NamespaceType::Time))
+        {
+            namespaces::setns(j)?;
+        }
     }
     let signals = if opts.detach {
         None
     } else {
         Some(crate::signals::ForwardGuard::block()?)
     };
-    let pid = namespaces::clone_process(0).map_err(crate::error::sys_err("fork exec process"))?;
+    let pid = if two_stages {
+        exec_two_stages(&joins, runtime_sock.as_fd(), child_sock.as_fd())?
+    } else {
+        namespaces::clone_process(0).map_err(crate::error::sys_err("fork exec process"))?
+    };
     if pid == 0 {
         close_fd(std::os::fd::AsRawFd::as_raw_fd(&runtime_sock));
         std::mem::forget(runtime_sock);
         let mut config = state.config.clone();
         config.process = Some(p.clone());
-        let err = match child(&config, &joins, child_sock, opts, filter) {
+        let remaining: &[Join] = if two_stages { &[] } else { &joins };
+        let err = match child(&config, remaining, child_sock, opts, filter) {
             Ok(never) => match never {},
             Err((sock, e)) => (sock, e),
         };
@@ -96,7 +105,9 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<i32> {
         crate::create::kill_child(pid);
         e
     };
-    cgroup.add_task(pid).map_err(|e| fail(e.into()))?;
+    if let Some(cgroup) = &cgroup {
+        cgroup.add_task(pid).map_err(|e| fail(e.into()))?;
+    }
     sync::send(runtime_sock.as_fd(), &Message::Go(String::new())).map_err(|e| {
         fail(ContainerError::Sys {
             op: "sync with exec process",
@@ -137,6 +148,62 @@ pub fn exec(rt: &Runtime, opts: &ExecOptions) -> Result<i32> {
             Some(m) => sig.wait_with_terminal(pid, m),
             None => sig.wait(pid),
         },
+    }
+}
+
+/// Joins every namespace from an intermediate process, the user namespace
+/// first, then forks the process to exec (so it starts inside the pid
+/// namespace). The runtime is a child subreaper, so that process becomes
+/// its child when the intermediate exits. Returns 0 in that process.
+fn exec_two_stages(
+    joins: &[Join],
+    runtime_sock: std::os::fd::BorrowedFd<'_>,
+    child_sock: std::os::fd::BorrowedFd<'_>,
+) -> Result<i32> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(crate::error::errno("become child subreaper"));
+    }
+    let mid = namespaces::clone_process(0).map_err(crate::error::sys_err("fork intermediate"))?;
+    if mid == 0 {
+        let forked = (|| -> Result<i32> {
+            let order = [
+                NamespaceType::User,
+                NamespaceType::Ipc,
+                NamespaceType::Uts,
+                NamespaceType::Network,
+                NamespaceType::Pid,
+                NamespaceType::Cgroup,
+                NamespaceType::Time,
+                NamespaceType::Mount,
+            ];
+            for kind in order {
+                for j in joins.iter().filter(|j| j.kind == kind) {
+                    namespaces::setns(j)?;
+                }
+            }
+            init::become_root_in_userns()?;
+            namespaces::clone_process(0).map_err(crate::error::sys_err("fork exec process"))
+        })();
+        match forked {
+            Ok(0) => return Ok(0),
+            Ok(pid) => {
+                let _ = sync::send(child_sock, &Message::Pid(pid));
+                // SAFETY: _exit ends the intermediate without running destructors.
+                unsafe { libc::_exit(0) }
+            }
+            Err(e) => report_and_exit(child_sock, &e),
+        }
+    }
+    let msg = sync::recv(runtime_sock);
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(mid, std::ptr::null_mut(), 0) };
+    match msg.map_err(crate::error::sys_err("sync with intermediate"))? {
+        Some(Message::Pid(pid)) => Ok(pid),
+        Some(Message::Error(text)) => Err(ContainerError::Init(text)),
+        _ => Err(ContainerError::Init(
+            "exec intermediate ended without reporting a pid".into(),
+        )),
     }
 }
 

@@ -134,10 +134,11 @@ pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<()> {
         )));
     }
     if all || !has_own_pid_ns(&state) && signal == libc::SIGKILL {
-        let cg = Cgroup::open(&state.cgroup_path)?;
-        cg.kill_all(signal)?;
-        if !all {
-            return Ok(());
+        if let Some(cg) = state.cgroup()? {
+            cg.kill_all(signal)?;
+            if !all {
+                return Ok(());
+            }
         }
     }
     // SAFETY: kill with a checked, live pid.
@@ -178,17 +179,19 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<()> {
 
 /// Kills what is left, removes the cgroup and the state, runs poststop.
 pub(crate) fn destroy(dir: &StateDir, state: &ContainerState, status: Status) -> Result<()> {
-    let cg = Cgroup::open(&state.cgroup_path)?;
+    let cg = state.cgroup()?;
     if status != Status::Stopped {
         if status == Status::Paused {
-            let _ = cg.thaw();
+            if let Some(cg) = &cg {
+                let _ = cg.thaw();
+            }
         }
         // SAFETY: signal a pid we verified by start time.
         unsafe { libc::kill(state.pid, libc::SIGKILL) };
         wait_gone(state, Duration::from_secs(10))?;
     }
     // Processes outside the init's pid namespace may remain in the cgroup.
-    if cg.exists() {
+    if let Some(cg) = cg.filter(|cg| cg.exists()) {
         if !cg.procs().unwrap_or_default().is_empty() {
             let _ = cg.kill_all(libc::SIGKILL);
         }
@@ -223,6 +226,16 @@ fn wait_gone(state: &ContainerState, limit: Duration) -> Result<()> {
     Ok(())
 }
 
+/// The container's cgroup for a command that cannot work without one.
+pub(crate) fn needs_cgroup(state: &ContainerState, what: &str) -> Result<Cgroup> {
+    state.cgroup()?.ok_or_else(|| {
+        ContainerError::Invalid(format!(
+            "cannot {what} container {}: it runs without a cgroup (rootless, none delegated)",
+            state.id
+        ))
+    })
+}
+
 /// `pause ID`: freezes every process of the container.
 pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
     let (dir, mut state, status) = load(rt, id)?;
@@ -231,7 +244,7 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
             "cannot pause container {id}: it is {status}"
         )));
     }
-    Cgroup::open(&state.cgroup_path)?.freeze()?;
+    needs_cgroup(&state, "pause")?.freeze()?;
     state.status = Status::Paused;
     dir.save(&state).map_err(ContainerError::from)
 }
@@ -244,7 +257,7 @@ pub fn resume(rt: &Runtime, id: &str) -> Result<()> {
             "cannot resume container {id}: it is {status}, not paused"
         )));
     }
-    Cgroup::open(&state.cgroup_path)?.thaw()?;
+    needs_cgroup(&state, "resume")?.thaw()?;
     state.status = Status::Running;
     dir.save(&state).map_err(ContainerError::from)
 }
@@ -293,7 +306,11 @@ pub fn pids(rt: &Runtime, id: &str) -> Result<Vec<i32>> {
     if status == Status::Stopped {
         return Ok(Vec::new());
     }
-    let mut pids = Cgroup::open(&state.cgroup_path)?.procs()?;
+    let mut pids = match state.cgroup()? {
+        Some(cg) => cg.procs()?,
+        // Without a cgroup only the init is known for sure.
+        None => vec![state.pid],
+    };
     pids.sort_unstable();
     Ok(pids)
 }

@@ -93,6 +93,10 @@ pub struct ContainerState {
     pub cgroup_path: PathBuf,
     #[serde(default)]
     pub systemd_cgroup: bool,
+    /// Rootless without a delegated cgroup: the container runs in the
+    /// caller's cgroup and nothing cgroup-based applies (runc does the same).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub without_cgroup: bool,
     pub config: Spec,
 }
 
@@ -111,6 +115,14 @@ pub struct OciState<'a> {
 }
 
 impl ContainerState {
+    /// The container's cgroup, or None when it runs without one.
+    pub fn cgroup(&self) -> Result<Option<cgroups::Cgroup>, cgroups::CgroupError> {
+        if self.without_cgroup {
+            return Ok(None);
+        }
+        cgroups::Cgroup::open(&self.cgroup_path).map(Some)
+    }
+
     pub fn oci(&self, status: Status) -> OciState<'_> {
         OciState {
             oci_version: OCI_VERSION,

@@ -251,7 +251,7 @@ pub fn update(rt: &Runtime, id: &str, r: &LinuxResources) -> Result<()> {
     if r.devices.is_some() {
         apply.devices = crate::create::effective_resources(&st.config).devices;
     }
-    Cgroup::open(&st.cgroup_path)?.apply(&apply)?;
+    crate::lifecycle::needs_cgroup(&st, "update")?.apply(&apply)?;
     dir.save(&st)?;
     Ok(())
 }
@@ -423,7 +423,7 @@ fn running_cgroup(rt: &Runtime, id: &str) -> Result<(Cgroup, i32, u64)> {
             "container {id} is not running"
         )));
     }
-    let cg = Cgroup::open(&st.cgroup_path)?;
+    let cg = crate::lifecycle::needs_cgroup(&st, "read events of")?;
     Ok((cg, st.pid, st.init_start_time))
 }
 

@@ -20,6 +20,7 @@ mod masked_paths;
 mod namespaces;
 mod process;
 mod rootfs;
+mod rootless;
 mod signals;
 mod spec_fields;
 mod terminal;
