@@ -1,7 +1,7 @@
-//! Push: layers first (skipped when the registry has them, mounted from
-//! another repository of the same registry when we know one that has them),
-//! then the config, then the manifest last, so a registry never serves a
-//! manifest whose blobs are missing.
+//! Push: layers first, up to three at once (skipped when the registry has
+//! them, mounted from another repository of the same registry when we know
+//! one that has them), then the config, then the manifest last, so a
+//! registry never serves a manifest whose blobs are missing.
 
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
@@ -43,11 +43,12 @@ pub fn push(
         "The push refers to repository [{}]",
         target.repo_ref()
     ));
-    for layer in store.image_layers(&image.id)? {
-        let desc = descriptor(store, &layer.blob_digest, name)?;
-        let event = push_blob(store, client, &target, &desc, name)?;
-        progress.layer(&layer.blob_digest, event);
-    }
+    let layers = store
+        .image_layers(&image.id)?
+        .iter()
+        .map(|l| descriptor(store, &l.blob_digest, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    push_layers(store, client, &target, &layers, name, progress)?;
     let config = descriptor(store, &image.id, name)?;
     push_blob(store, client, &target, &config, name)?;
     let manifest = store.read_blob(&image.manifest_digest)?;
@@ -62,6 +63,47 @@ pub fn push(
         digest,
         size: manifest.len() as u64,
     })
+}
+
+/// Layers are uploaded by up to this many threads at once (Docker's
+/// default for `max-concurrent-uploads` is 5; a push rarely has more).
+const PARALLEL_UPLOADS: usize = 3;
+
+/// Pushes the layers on scoped threads; the first error wins.
+fn push_layers(
+    store: &Store,
+    client: &RegistryClient,
+    target: &Reference,
+    layers: &[Descriptor],
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<(), PushError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_UPLOADS.min(layers.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(desc) = layers.get(i) else { break };
+                if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    break;
+                }
+                match push_blob(store, client, target, desc, name) {
+                    Ok(event) => progress.layer(&desc.digest, event),
+                    Err(e) => {
+                        if let Ok(mut f) = failed.lock() {
+                            f.get_or_insert(e);
+                        }
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn descriptor(store: &Store, digest: &Digest, name: &str) -> Result<Descriptor, PushError> {
