@@ -118,6 +118,9 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
 }
 
 pub(crate) fn spawn(rt: &Runtime, opts: &CreateOptions, detached: bool) -> Result<Spawned> {
+    // The runtime changes into the bundle below: paths the caller gave
+    // relative to its own directory are made absolute first (as runc does).
+    let opts = &absolute_paths(opts)?;
     let (bundle, spec, rootfs) = load_bundle(&opts.bundle)?;
     let process = spec
         .process
@@ -535,4 +538,14 @@ fn rootless_may_skip_cgroup(e: &cgroups::CgroupError, spec: &Spec) -> bool {
         r != cgroups::LinuxResources::default()
     });
     denied && !limits
+}
+
+fn absolute_paths(opts: &CreateOptions) -> Result<CreateOptions> {
+    let cwd = std::env::current_dir().map_err(crate::error::sys_err("current directory"))?;
+    let abs = |p: &Option<PathBuf>| p.as_ref().map(|p| cwd.join(p));
+    Ok(CreateOptions {
+        pid_file: abs(&opts.pid_file),
+        console_socket: abs(&opts.console_socket),
+        ..opts.clone()
+    })
 }

@@ -247,6 +247,27 @@ fn pid_file_holds_the_container_pid() {
     );
 }
 
+/// Regression: the runtime changes into the bundle, and a relative
+/// `--pid-file` used to be written there instead of the caller's directory.
+#[test]
+fn relative_pid_file_lands_in_the_callers_directory() {
+    let mut b = Bundle::new();
+    b.write_config();
+    let caller = b.host_dir();
+    let bundle = b.dir().to_str().unwrap();
+    let mut c = b.command(&["create", "--bundle", bundle, "--pid-file", "pid", &b.id]);
+    c.current_dir(&caller);
+    c.stdout(std::process::Stdio::null());
+    crate::harness::run_captured(c, "create --pid-file pid").ok("create --pid-file pid");
+    let text = fs::read_to_string(caller.join("pid")).expect("pid file in the caller's directory");
+    assert_eq!(
+        text.trim().parse::<i32>().ok(),
+        Some(b.pid()),
+        "pid file content {text:?}"
+    );
+    assert!(!b.dir().join("pid").exists(), "no pid file in the bundle");
+}
+
 #[test]
 fn run_detach_returns_while_container_runs() {
     let mut b = Bundle::new();
