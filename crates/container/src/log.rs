@@ -22,8 +22,14 @@ struct Sink {
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 
-/// Sets where log lines go; later calls are ignored.
+/// Sets where log lines go; later calls are ignored. A relative path is
+/// taken from the current directory now (`create` later changes into the
+/// bundle).
 pub fn init(path: Option<PathBuf>, format: LogFormat, debug: bool) {
+    let path = path.map(|p| match std::env::current_dir() {
+        Ok(cwd) => cwd.join(p),
+        Err(_) => p,
+    });
     let _ = SINK.set(Sink {
         path,
         format,
