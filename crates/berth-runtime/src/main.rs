@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let msg = one_line(&err);
+            let msg = sys::error::one_line(err.as_ref());
             if log::has_file() {
                 log::error(&msg);
             }
@@ -38,23 +38,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// The error and its causes on one line, leaving out a cause whose text is
-/// already part of the message (library errors embed their source).
-fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {

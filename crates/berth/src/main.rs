@@ -32,27 +32,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth: {}", one_line(&e));
+            eprintln!("berth: {}", sys::error::one_line(e.as_ref()));
             ExitCode::from(ENGINE_ERROR)
         }
     }
-}
-
-/// The error and its causes on one line, leaving out a cause whose text the
-/// message before it already quotes (library errors embed their source).
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

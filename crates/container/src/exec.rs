@@ -167,17 +167,7 @@ fn exec_two_stages(
     let mid = namespaces::clone_process(0).map_err(crate::error::sys_err("fork intermediate"))?;
     if mid == 0 {
         let forked = (|| -> Result<i32> {
-            let order = [
-                NamespaceType::User,
-                NamespaceType::Ipc,
-                NamespaceType::Uts,
-                NamespaceType::Network,
-                NamespaceType::Pid,
-                NamespaceType::Cgroup,
-                NamespaceType::Time,
-                NamespaceType::Mount,
-            ];
-            for kind in order {
+            for kind in JOIN_ORDER {
                 for j in joins.iter().filter(|j| j.kind == kind) {
                     namespaces::setns(j)?;
                 }
@@ -207,21 +197,25 @@ fn exec_two_stages(
     }
 }
 
+/// The order an exec'd process joins namespaces in: the user namespace
+/// first (it grants the rights over the others), the mount namespace last
+/// (it changes what every later path means).
+const JOIN_ORDER: [NamespaceType; 8] = [
+    NamespaceType::User,
+    NamespaceType::Ipc,
+    NamespaceType::Uts,
+    NamespaceType::Network,
+    NamespaceType::Pid,
+    NamespaceType::Cgroup,
+    NamespaceType::Time,
+    NamespaceType::Mount,
+];
+
 /// The namespaces of the container's init that differ from ours.
 fn open_namespaces(pid: i32) -> Result<Vec<Join>> {
-    let order = [
-        NamespaceType::User,
-        NamespaceType::Ipc,
-        NamespaceType::Uts,
-        NamespaceType::Network,
-        NamespaceType::Pid,
-        NamespaceType::Cgroup,
-        NamespaceType::Time,
-        NamespaceType::Mount,
-    ];
     let pid_s = pid.to_string();
     let mut joins = Vec::new();
-    for kind in order {
+    for kind in JOIN_ORDER {
         let theirs = ns_inode(&pid_s, kind);
         if theirs.is_none() || theirs == ns_inode("self", kind) {
             continue;

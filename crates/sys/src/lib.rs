@@ -2,7 +2,7 @@
 //!
 //! The architecture forbids `image` from depending on `container`, yet both
 //! resolve paths under an untrusted root with `openat2` and both stamp RFC
-//! 3339 times without a date crate. One copy of each lives here so a fix
+//! 3339 times without a date crate; both binaries print errors on one line. One copy of each lives here so a fix
 //! (say, a new errno to retry on) reaches both; this crate depends on
 //! nothing of berth's and decides nothing about containers or images.
 
@@ -14,6 +14,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
+pub mod error;
 pub mod time;
 
 /// `RESOLVE_IN_ROOT`: `/`, `..` and absolute symlinks resolve at `dir`.
