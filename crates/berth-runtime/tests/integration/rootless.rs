@@ -31,8 +31,9 @@ impl Drop for Cleanup {
     }
 }
 
-#[test]
-fn rootless_run_exec_and_delete_without_a_delegated_cgroup() {
+/// A bundle whose config is what `spec --rootless` writes for uid 65534,
+/// pointed at the bundle's rootfs; and a state root that uid may write.
+fn rootless_bundle() -> (Bundle, PathBuf, serde_json::Value) {
     let mut b = Bundle::new();
     let state = b.host_dir();
     let spec_dir = b.host_dir();
@@ -44,6 +45,12 @@ fn rootless_run_exec_and_delete_without_a_delegated_cgroup() {
     let text = std::fs::read_to_string(spec_dir.join("config.json")).unwrap();
     let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
     config["root"]["path"] = json!(b.rootfs());
+    (b, state, config)
+}
+
+#[test]
+fn rootless_run_exec_and_delete_without_a_delegated_cgroup() {
+    let (mut b, state, mut config) = rootless_bundle();
     config["process"]["terminal"] = json!(false);
     config["process"]["args"] = json!(["sh", "-c", "id -u; cat /proc/self/uid_map; sleep 30"]);
     b.config = config;
@@ -113,17 +120,7 @@ fn rootless_limits_without_a_cgroup_are_an_error() {
     if !is_berth() {
         return; // runc 1.1 words it differently; the behaviour is the same
     }
-    let mut b = Bundle::new();
-    let state = b.host_dir();
-    let spec_dir = b.host_dir();
-    as_nobody(
-        &state,
-        &["spec", "--rootless", "--bundle", spec_dir.to_str().unwrap()],
-    )
-    .ok("spec --rootless");
-    let text = std::fs::read_to_string(spec_dir.join("config.json")).unwrap();
-    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
-    config["root"]["path"] = json!(b.rootfs());
+    let (mut b, state, mut config) = rootless_bundle();
     config["process"]["args"] = json!(["true"]);
     config["linux"]["resources"] = json!({"pids": {"limit": 10}});
     b.config = config;
