@@ -33,7 +33,7 @@ pub fn state_json(rt: &Runtime, id: &str) -> Result<String> {
 
 /// `start ID`: lets a created container's init exec the user program.
 pub fn start(rt: &Runtime, id: &str) -> Result<()> {
-    let (dir, mut state, status) = load(rt, id)?;
+    let (dir, state, status) = load(rt, id)?;
     match status {
         Status::Created => {}
         Status::Stopped => {
@@ -50,7 +50,6 @@ pub fn start(rt: &Runtime, id: &str) -> Result<()> {
     release_init(&dir, &state)?;
     // No rewrite of state.json: with the fifo gone the status reads as
     // running (see `ContainerState::current_status`), and this disk is slow.
-    state.status = Status::Running;
     run_poststart(&state);
     drop(dir);
     Ok(())
@@ -318,24 +317,20 @@ pub fn pids(rt: &Runtime, id: &str) -> Result<Vec<i32>> {
 /// `run`: create + start; in the foreground, wait and return the exit code.
 pub fn run(rt: &Runtime, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     let spawned = create::spawn(rt, opts, detach)?;
-    let pid = spawned.state.pid;
+    let st = spawned.state;
+    let pid = st.pid;
     if detach {
-        release_init(&spawned.dir, &spawned.state)?;
-        let mut st = spawned.state;
-        st.status = Status::Running;
+        release_init(&spawned.dir, &st)?;
         run_poststart(&st);
         return Ok(0);
     }
     let signals = crate::signals::ForwardGuard::block()?;
-    let mut st = spawned.state.clone();
     if let Err(e) = release_init(&spawned.dir, &st) {
         create::kill_child(pid);
         let _ = destroy(&spawned.dir, &st, Status::Stopped);
         return Err(e);
     }
-    st.status = Status::Running;
     // Release the lock while the container runs, so kill/state/exec work.
-    let root = spawned.dir.path.clone();
     drop(spawned.dir);
     run_poststart(&st);
     let code = match spawned.pty_master {
@@ -344,7 +339,8 @@ pub fn run(rt: &Runtime, opts: &CreateOptions, detach: bool, keep: bool) -> Resu
     };
     drop(signals);
     if !keep {
-        if let Ok(dir) = StateDir::open(root.parent().unwrap_or(&root), &st.id) {
+        // A concurrent `delete` may have removed it already.
+        if let Ok(dir) = StateDir::open(&rt.root, &st.id) {
             destroy(&dir, &st, Status::Stopped)?;
         }
     }
